@@ -1,0 +1,233 @@
+"""Cell DAG layout, derivation of the discrete architecture, and genotype files.
+
+A cell has two inputs (nodes 0 and 1) and four intermediate nodes (2..5); node j receives an
+edge from every earlier node, 14 edges in all, always listed in ``EDGES`` order. A genotype
+names one op per edge for each of the four cell types; ``zero`` edges are kept in the file
+(connectivity is part of the search) and simply not built.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+
+from .operations import OPS, ZERO_INDEX
+
+CELL_TYPES: tuple[str, ...] = ("enc_normal", "reduction", "dec_normal", "expansion")
+N_INPUTS = 2
+N_NODES = 4
+EDGES: tuple[tuple[int, int], ...] = tuple(
+    (i, j) for j in range(N_INPUTS, N_INPUTS + N_NODES) for i in range(j))
+GENOTYPE_FORMAT = "nnunet_scnas.genotype"
+GENOTYPE_VERSION = 1
+
+
+def _package_version() -> str:
+    from . import __version__
+    return __version__
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """One op name per edge (``EDGES`` order) for each cell type, plus provenance."""
+
+    cells: Mapping[str, tuple[str, ...]]
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        cells = _validate_cells(self.cells)
+        object.__setattr__(self, "cells", cells)
+
+    # -- conversions ---------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """The JSON document (also embedded in a plans.json ``architecture`` block)."""
+        return {
+            "format": GENOTYPE_FORMAT,
+            "version": GENOTYPE_VERSION,
+            "cells": {t: [[i, j, op] for (i, j), op in zip(EDGES, self.cells[t])] for t in CELL_TYPES},
+            "provenance": dict(self.provenance),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any, source: str = "genotype") -> "Genotype":
+        """Validate a parsed document; any problem is a one-line ValueError naming the field."""
+        def fail(msg: str) -> ValueError:
+            return ValueError(f"{source}: {msg}")
+
+        if not isinstance(doc, dict):
+            raise fail(f"expected a JSON object, got {type(doc).__name__}")
+        if doc.get("format", GENOTYPE_FORMAT) != GENOTYPE_FORMAT:
+            raise fail(f"field 'format' is {doc.get('format')!r}, expected {GENOTYPE_FORMAT!r}")
+        if "version" not in doc:
+            raise fail("missing field 'version'")
+        if doc["version"] != GENOTYPE_VERSION or isinstance(doc["version"], bool):
+            raise fail(f"unknown version {doc['version']!r} (this nnunet_scnas reads version {GENOTYPE_VERSION})")
+        if "cells" not in doc:
+            raise fail("missing field 'cells'")
+        provenance = doc.get("provenance", {})
+        if not isinstance(provenance, dict):
+            raise fail("field 'provenance' must be an object")
+        raw = doc["cells"]
+        if not isinstance(raw, dict):
+            raise fail("field 'cells' must be an object with one entry per cell type")
+        cells = {}
+        for t, edges in raw.items():
+            if t not in CELL_TYPES:
+                raise fail(f"cells: unknown cell type {t!r} (expected {', '.join(CELL_TYPES)})")
+            cells[t] = _ops_from_edge_list(edges, lambda m, t=t: fail(f"cells.{t}: {m}"))
+        try:
+            return cls(cells, provenance)
+        except ValueError as e:
+            raise fail(str(e)) from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Genotype":
+        """Read and validate a genotype JSON file; every problem is a one-line ValueError."""
+        path = os.fspath(path)
+        try:
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8")
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such genotype file") from None
+        except IsADirectoryError:
+            raise ValueError(f"{path}: is a directory, not a genotype file") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not JSON (not UTF-8 text)") from None
+        try:
+            doc = json.loads(text, parse_constant=_reject_constant)
+        except (json.JSONDecodeError, RecursionError, ValueError) as e:
+            msg = e.msg if isinstance(e, json.JSONDecodeError) else str(e).splitlines()[0]
+            raise ValueError(f"{path}: not JSON ({msg})") from None
+        return cls.from_dict(doc, source=path)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically: a crash leaves the old file or the new one, never half of one."""
+        atomic_write_json(self.to_dict(), path)
+
+    def one_hot(self, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """Per cell type an ``[E, |O|]`` table with a single 1 per edge."""
+        out = {}
+        for t in CELL_TYPES:
+            idx = torch.tensor([OPS.index(op) for op in self.cells[t]], device=device)
+            out[t] = torch.nn.functional.one_hot(idx, len(OPS)).float()
+        return out
+
+    def describe(self) -> str:
+        """Human-readable text, one line per non-zero edge."""
+        lines = []
+        for t in CELL_TYPES:
+            lines.append(f"{t}:")
+            for (i, j), op in zip(EDGES, self.cells[t]):
+                if op != "zero":
+                    lines.append(f"  {_node_name(i)} -> {_node_name(j)}: {op}")
+        return "\n".join(lines)
+
+
+def _node_name(i: int) -> str:
+    return ("c_{k-2}", "c_{k-1}")[i] if i < N_INPUTS else f"node {i}"
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _validate_cells(cells: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    if not isinstance(cells, Mapping):
+        raise ValueError("cells must map cell type -> ops")
+    for t in CELL_TYPES:
+        if t not in cells:
+            raise ValueError(f"missing cell type {t!r}")
+    unknown = set(cells) - set(CELL_TYPES)
+    if unknown:
+        raise ValueError(f"unknown cell type {sorted(unknown)[0]!r}")
+    out = {}
+    for t in CELL_TYPES:
+        ops = tuple(cells[t])
+        if len(ops) != len(EDGES):
+            raise ValueError(f"cells.{t}: expected {len(EDGES)} edges, got {len(ops)}")
+        for op in ops:
+            if op not in OPS:
+                raise ValueError(f"cells.{t}: unknown op {op!r}")
+        out[t] = ops
+    return out
+
+
+def _ops_from_edge_list(edges: Any, fail) -> tuple[str, ...]:
+    if not isinstance(edges, list):
+        raise fail("expected a list of [from, to, op] edges")
+    if len(edges) != len(EDGES):
+        raise fail(f"expected {len(EDGES)} edges, got {len(edges)}")
+    by_edge: dict[tuple[int, int], str] = {}
+    last = N_INPUTS + N_NODES - 1
+    for k, e in enumerate(edges):
+        if not (isinstance(e, list) and len(e) == 3):
+            raise fail(f"edge {k} must be [from, to, op]")
+        i, j, op = e
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (i, j)):
+            raise fail(f"edge {k}: node indices must be integers")
+        if not (N_INPUTS <= j <= last):
+            raise fail(f"edge {k}: node index 'to'={j} out of range {N_INPUTS}..{last}")
+        if not (0 <= i < j):
+            raise fail(f"edge {k}: node index 'from'={i} out of range 0..{j - 1}")
+        if not isinstance(op, str) or op not in OPS:
+            raise fail(f"edge {k}: unknown op {op!r}")
+        if (i, j) in by_edge:
+            raise fail(f"edge {k}: duplicate edge ({i}, {j})")
+        by_edge[(i, j)] = op
+    return tuple(by_edge[e] for e in EDGES)
+
+
+def atomic_write_json(obj: Any, path: str | os.PathLike) -> None:
+    """json.dump to a temporary file in the target folder, fsync, then rename over ``path``."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def derive(alphas: Mapping[str, torch.Tensor], provenance: Mapping[str, Any] | None = None) -> Genotype:
+    """The discrete architecture (paper, Fig. 1c): per edge the op with the largest softmax(alpha).
+
+    ``zero`` can win, which removes the edge. If every edge into a node picks ``zero`` the node
+    would be dead (its quarter of the cell output constant zero); instead, the incoming edge
+    whose best non-zero op is strongest gets that op, so every node carries signal.
+    """
+    cells = {}
+    tables = {}
+    for t in CELL_TYPES:
+        p = torch.softmax(alphas[t].detach().float().cpu(), dim=-1)
+        if p.shape != (len(EDGES), len(OPS)):
+            raise ValueError(f"alpha[{t}] must have shape {(len(EDGES), len(OPS))}, got {tuple(p.shape)}")
+        if not torch.isfinite(p).all():
+            raise FloatingPointError(f"alpha[{t}] is not finite; refusing to derive a genotype")
+        choice = p.argmax(dim=1).tolist()
+        nonzero = p.clone()
+        nonzero[:, ZERO_INDEX] = -1.0
+        for j in range(N_INPUTS, N_INPUTS + N_NODES):
+            incoming = [k for k, (_, jj) in enumerate(EDGES) if jj == j]
+            if all(choice[k] == ZERO_INDEX for k in incoming):
+                best = max(incoming, key=lambda k: nonzero[k].max().item())
+                choice[best] = int(nonzero[best].argmax())
+        cells[t] = tuple(OPS[c] for c in choice)
+        tables[t] = [[round(v, 6) for v in row] for row in p.tolist()]
+    prov = {"alpha_softmax": tables, "package_version": _package_version()}
+    prov.update(provenance or {})
+    for k, v in prov.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"provenance field {k!r} is not finite")
+    return Genotype(cells, prov)

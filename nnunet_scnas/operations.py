@@ -1,0 +1,95 @@
+"""The candidate operation set O of SCNAS (paper, Sec. 3), one small module per op.
+
+Every op maps ``C`` channels to ``C`` channels (the cell's node width). ``stride=2`` gives the
+form used on the input edges of reduction cells; expansion cells up-sample their inputs
+before the ops run ("pre-upsampling", see ``cells.py``), so they use the ``stride=1`` form.
+Conv ops are pre-activation, LeakyReLU -> Conv -> InstanceNorm, as the paper states.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+#: The eight candidate ops, in the order of the columns of every alpha table.
+OPS: tuple[str, ...] = (
+    "conv_3x3x3",
+    "sep_dil_conv_3x3x3_r2",
+    "sep_dil_conv_3x3x3_r3",
+    "sep_dil_conv_3x3x3_r4",
+    "max_pool_3x3x3",
+    "avg_pool_3x3x3",
+    "identity",
+    "zero",
+)
+ZERO_INDEX: int = OPS.index("zero")
+NEGATIVE_SLOPE = 1e-2  # nnU-Net's LeakyReLU slope
+
+
+def _norm(channels: int) -> nn.Module:
+    return nn.InstanceNorm3d(channels, eps=1e-5, affine=True)
+
+
+class ConvOp(nn.Sequential):
+    """LeakyReLU -> Conv(3x3x3) -> InstanceNorm."""
+
+    def __init__(self, channels: int, stride: int):
+        super().__init__(
+            nn.LeakyReLU(NEGATIVE_SLOPE),
+            nn.Conv3d(channels, channels, 3, stride, padding=1, bias=False),
+            _norm(channels),
+        )
+
+
+class SepDilConvOp(nn.Sequential):
+    """LeakyReLU -> depthwise dilated Conv(3x3x3) -> pointwise Conv(1x1x1) -> InstanceNorm."""
+
+    def __init__(self, channels: int, stride: int, dilation: int):
+        super().__init__(
+            nn.LeakyReLU(NEGATIVE_SLOPE),
+            nn.Conv3d(channels, channels, 3, stride, padding=dilation, dilation=dilation,
+                      groups=channels, bias=False),
+            nn.Conv3d(channels, channels, 1, bias=False),
+            _norm(channels),
+        )
+
+
+class Identity(nn.Module):
+    """Skip connection. At stride 2 it keeps every second voxel per axis: parameter-free,
+    like identity itself, so the search does not see a hidden conv behind this name."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.stride == 1 else x[:, :, ::2, ::2, ::2]
+
+
+def _pool(kind: type[nn.Module], stride: int) -> nn.Module:
+    if kind is nn.AvgPool3d:
+        return nn.AvgPool3d(3, stride, padding=1, count_include_pad=False)
+    return nn.MaxPool3d(3, stride, padding=1)
+
+
+# op name -> factory(channels, stride). 'zero' has no module: a zero edge contributes nothing
+# and is never executed (see ``cells.py``).
+OP_FACTORIES: dict[str, Callable[[int, int], nn.Module]] = {
+    "conv_3x3x3": lambda c, s: ConvOp(c, s),
+    "sep_dil_conv_3x3x3_r2": lambda c, s: SepDilConvOp(c, s, 2),
+    "sep_dil_conv_3x3x3_r3": lambda c, s: SepDilConvOp(c, s, 3),
+    "sep_dil_conv_3x3x3_r4": lambda c, s: SepDilConvOp(c, s, 4),
+    "max_pool_3x3x3": lambda c, s: _pool(nn.MaxPool3d, s),
+    "avg_pool_3x3x3": lambda c, s: _pool(nn.AvgPool3d, s),
+    "identity": lambda c, s: Identity(s),
+}
+
+
+def make_op(name: str, channels: int, stride: int = 1) -> nn.Module | None:
+    """Build op ``name`` at ``channels`` channels; ``None`` for ``zero``."""
+    if name not in OPS:
+        raise ValueError(f"unknown op {name!r}; known ops: {', '.join(OPS)}")
+    if stride not in (1, 2):
+        raise ValueError(f"stride must be 1 or 2, got {stride}")
+    return None if name == "zero" else OP_FACTORIES[name](channels, stride)

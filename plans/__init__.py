@@ -1,0 +1,1 @@
+"""SCNAS plans for nnU-Net (installed as ``nnunet_scnas.plans``)."""

@@ -1,0 +1,140 @@
+"""Supernet and derived network: modes, gradients, deep supervision, derivation round trip."""
+import pytest
+import torch
+
+from nnunet_scnas import CELL_TYPES, OPS, Genotype, SCNASNetwork, SearchNetwork, count_flops, count_parameters, derive
+from nnunet_scnas.macro import STRIDES
+
+
+def _count_op_calls(net):
+    calls = {}
+    for name, module in net.named_modules():
+        if name.count(".edges.") and name.rsplit(".", 1)[-1] in OPS:
+            module.register_forward_hook(lambda m, i, o, n=name: calls.__setitem__(n, calls.get(n, 0) + 1))
+    return calls
+
+
+@pytest.mark.parametrize("mode,ops_per_edge", [("two_op", 2), ("one_op", 1), ("all", 7)])
+def test_supernet_forward_backward_in_every_mode(mode, ops_per_edge):
+    net = SearchNetwork(2, 3, stem_channels=8, sampling=mode)
+    net.generator = torch.Generator().manual_seed(0)
+    calls = _count_op_calls(net)
+    x = torch.randn(2, 2, 24, 24, 24)
+    out = net(x)
+    assert [o.shape for o in out] == [(2, 3, 24, 24, 24), (2, 3, 12, 12, 12), (2, 3, 6, 6, 6)]
+    sum(o.square().mean() for o in out).backward()
+    assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in net.arch_parameters())
+    assert net.stem[0].weight.grad.abs().sum() > 0
+    # 12 cells x 14 edges; zero edges run nothing, so at most ops_per_edge modules per edge
+    assert len(calls) <= 12 * 14 * ops_per_edge
+    if mode == "all":
+        assert len(calls) == 12 * 14 * 7
+    else:
+        assert len(calls) >= 12 * 14 * ops_per_edge // 2  # far fewer would mean skipped edges
+
+
+def test_two_op_runs_exactly_the_sampled_ops():
+    net = SearchNetwork(1, 2, stem_channels=8)
+    calls = _count_op_calls(net)
+    gen_state = torch.Generator().manual_seed(3)
+    net.generator = gen_state
+    weights = None
+    orig = net.sample
+
+    def spy():
+        nonlocal weights
+        weights = orig()
+        return weights
+    net.sample = spy
+    net(torch.randn(1, 1, 24, 24, 24))
+    expected = 0
+    for cell in list(net.encoder) + list(net.decoder.cells):
+        w = weights[cell.cell_type]
+        expected += int(((w != 0) & (torch.arange(8) != OPS.index("zero"))).sum())
+    assert sum(calls.values()) == expected
+
+
+def test_eval_mode_is_the_derived_subnetwork_and_matches_a_copied_derived_network():
+    net = SearchNetwork(1, 2, stem_channels=8).eval()
+    with torch.no_grad():
+        for a in net.arch_parameters():
+            a.normal_()
+    calls = _count_op_calls(net)
+    net(torch.randn(1, 1, 24, 24, 24))
+    g = net.genotype()
+    n_nonzero = sum(sum(op != "zero" for op in g.cells[c.cell_type]) for c in list(net.encoder) + list(net.decoder.cells))
+    assert sum(calls.values()) == n_nonzero
+
+
+def test_deep_supervision_off_returns_full_resolution_only():
+    net = SCNASNetwork(1, 4, Genotype({t: ("conv_3x3x3",) * 14 for t in CELL_TYPES}), stem_channels=8,
+                       deep_supervision=False)
+    assert net(torch.randn(1, 1, 24, 32, 24)).shape == (1, 4, 24, 32, 24)
+    net.decoder.deep_supervision = True
+    assert len(net(torch.randn(1, 1, 24, 32, 24))) == 3
+
+
+def test_spatial_size_not_divisible_by_8_names_axis_and_fix():
+    net = SearchNetwork(1, 2, stem_channels=8)
+    with pytest.raises(ValueError, match=r"spatial axis 1 has size 44, use 40 or 48"):
+        net(torch.randn(1, 1, 24, 44, 24))
+    with pytest.raises(ValueError, match=r"spatial axis 2 has size 16, use 24"):
+        net(torch.randn(1, 1, 24, 24, 16))
+
+
+def test_wrong_strides_or_stem_are_rejected():
+    g = Genotype({t: ("identity",) * 14 for t in CELL_TYPES})
+    with pytest.raises(ValueError, match="strides"):
+        SCNASNetwork(1, 2, g, stem_channels=8, strides=[[1, 1, 1], [2, 2, 2], [1, 2, 2], [2, 2, 2]])
+    with pytest.raises(ValueError, match="multiple of 4"):
+        SCNASNetwork(1, 2, g, stem_channels=10)
+    SCNASNetwork(1, 2, g, stem_channels=8, strides=STRIDES)
+
+
+def test_derive_save_load_build_round_trip(tmp_path):
+    net = SearchNetwork(1, 2, stem_channels=8)
+    with torch.no_grad():
+        for a in net.arch_parameters():
+            a.normal_()
+    g = net.genotype({"dataset": "Dataset999_Test", "fold": 0})
+    g.save(tmp_path / "g.json")
+    loaded = Genotype.load(tmp_path / "g.json")
+    assert loaded.cells == g.cells
+    assert loaded.provenance["dataset"] == "Dataset999_Test"
+    assert len(loaded.provenance["alpha_softmax"]["reduction"]) == 14
+    for t in CELL_TYPES:  # derived op = argmax of softmax(alpha) (no dead node with N(0,1) alpha is not
+        # guaranteed, so compare only edges where the argmax is non-zero)
+        best = net.alphas[t].argmax(1).tolist()
+        for k, op in enumerate(loaded.cells[t]):
+            if OPS[best[k]] != "zero":
+                assert op == OPS[best[k]]
+    a = SCNASNetwork(3, 5, loaded, stem_channels=8)
+    b = SCNASNetwork(3, 5, loaded.to_dict(), stem_channels=8)
+    assert [n for n, _ in a.named_parameters()] == [n for n, _ in b.named_parameters()]
+    b.load_state_dict(a.state_dict(), strict=True)
+    x = torch.randn(1, 3, 24, 24, 24)
+    a.eval(), b.eval()
+    assert torch.allclose(a(x)[0], b(x)[0])
+
+
+def test_dead_node_gets_its_strongest_non_zero_edge():
+    alphas = {t: torch.zeros(14, 8) for t in CELL_TYPES}
+    # node 2 has edges 0 (0->2) and 1 (1->2): both prefer zero; edge 1's runner-up is stronger
+    alphas["enc_normal"][0, OPS.index("zero")] = 5.0
+    alphas["enc_normal"][0, OPS.index("identity")] = 1.0
+    alphas["enc_normal"][1, OPS.index("zero")] = 5.0
+    alphas["enc_normal"][1, OPS.index("conv_3x3x3")] = 3.0
+    g = derive(alphas)
+    assert g.cells["enc_normal"][0] == "zero"
+    assert g.cells["enc_normal"][1] == "conv_3x3x3"
+    # other nodes: all-equal logits -> argmax picks the first op
+    assert g.cells["enc_normal"][2] == "conv_3x3x3"
+
+
+def test_cost_is_counted_at_paper_scale_without_allocating():
+    g = Genotype({t: ("sep_dil_conv_3x3x3_r2",) * 14 for t in CELL_TYPES})
+    small = count_flops(SCNASNetwork(4, 3, g, stem_channels=48), (1, 4, 128, 128, 128))
+    large = count_flops(SCNASNetwork(4, 3, g, stem_channels=68), (1, 4, 128, 128, 128))
+    assert 1e11 < small < large < 1e12
+    assert count_parameters(SCNASNetwork(4, 3, g, stem_channels=68)) > count_parameters(
+        SCNASNetwork(1, 3, g, stem_channels=68))

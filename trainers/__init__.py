@@ -1,0 +1,1 @@
+"""nnU-Net trainers for SCNAS (installed as ``nnunet_scnas.trainers``)."""
