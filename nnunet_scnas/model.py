@@ -30,3 +30,28 @@ class SCNASNetwork(CellUNet):
 
         super().__init__(input_channels, num_classes, stem_channels, deep_supervision, make_cell, checkpoint_cells)
         self.genotype = genotype
+
+    # The genotype travels in every state dict, so that nnU-Net's predictor, which builds one
+    # network from plans.json and loads each fold's weights into it, still works when the folds
+    # were retrained with different genotypes (one search per fold): loading a state dict with
+    # another genotype rebuilds the cells first.
+    def get_extra_state(self) -> dict:
+        return {"genotype": self.genotype.to_dict()}
+
+    def set_extra_state(self, state: dict) -> None:
+        pass  # applied in load_state_dict, before the parameters are matched
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        extra = state_dict.get("_extra_state")
+        if isinstance(extra, dict) and "genotype" in extra:
+            genotype = Genotype.from_dict(extra["genotype"], "checkpoint genotype")
+            if genotype.cells != self.genotype.cells:
+                self._rebuild(genotype)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _rebuild(self, genotype: Genotype) -> None:
+        ref = self.stem[0].weight
+        training, deep_supervision = self.training, self.decoder.deep_supervision
+        self.__init__(self.input_channels, self.num_classes, genotype, self.stem_channels,
+                      deep_supervision, None, self.checkpoint_cells)
+        self.to(device=ref.device, dtype=ref.dtype).train(training)

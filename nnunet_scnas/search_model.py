@@ -34,6 +34,8 @@ class SearchNetwork(CellUNet):
         self.register_buffer("tau", torch.tensor(float(tau)))
         self.sampling = sampling
         self.generator: torch.Generator | None = None  # set for reproducible / rank-identical draws
+        #: if set, training-mode passes use these [14, 8] tables instead of sampling (benchmarks, estimates)
+        self.fixed_weights: dict[str, torch.Tensor] | None = None
         self._derived_cache: tuple[tuple, dict] | None = None
 
     @property
@@ -70,7 +72,10 @@ class SearchNetwork(CellUNet):
                 for t in CELL_TYPES}
 
     def cell_inputs(self) -> dict[str, tuple]:
-        weights = self.sample() if self.training else self._derived_weights()
+        if not self.training:
+            weights = self._derived_weights()
+        else:
+            weights = self.fixed_weights if self.fixed_weights is not None else self.sample()
         out = {}
         for t, w in weights.items():
             active = [[k for k, nz in enumerate(row) if nz] for row in (w != 0).tolist()]

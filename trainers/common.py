@@ -1,0 +1,163 @@
+"""What both SCNAS trainers share: the network written into the plans, the paper's Adam with
+plateau-on-training-loss schedule, Jaccard loss, atomic checkpoints, one-line input errors."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import torch
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_scnas.macro import MIN_SIZE, STRIDES, check_spatial_size
+
+from .losses import SoftJaccardLoss
+
+PLANS_COMMAND = "nnUNetv2_plan_scnas -d DATASET_ID"
+
+
+class SCNASUsageError(SystemExit):
+    """Bad input to an SCNAS trainer: the command ends with this one line, not a traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(f"SCNAS error: {message}")
+
+
+class TrainLossPlateau(ReduceLROnPlateau):
+    """lr x ``factor`` after ``patience`` epochs without a lower training loss (paper, Sec. 3).
+
+    nnU-Net calls ``lr_scheduler.step(epoch)`` at every epoch start; that call is ignored and the
+    trainer calls ``observe(train_loss)`` at every epoch end instead. The counters are not stored
+    in checkpoints: ``replay`` rebuilds them from the logged training losses.
+    """
+
+    def step(self, *args, **kwargs) -> None:
+        pass
+
+    def observe(self, train_loss: float) -> None:
+        super().step(train_loss)
+
+    def replay(self, train_losses: list[float]) -> None:
+        lrs = [g["lr"] for g in self.optimizer.param_groups]
+        for loss in train_losses:
+            self.observe(loss)
+        for g, lr in zip(self.optimizer.param_groups, lrs):
+            g["lr"] = lr
+
+
+class _StopTraining(Exception):
+    pass
+
+
+class SCNASTrainerBase(nnUNetTrainer):
+    """Subclasses set the network (``architecture()``) and the optimiser's parameter groups."""
+
+    #: paper's plateau rule and stop criterion; subclasses set the numbers
+    plateau_factor = 0.1
+    plateau_patience = 20
+    min_lr = 0.0
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.weight_decay = 0.0  # the paper's Adam has none
+        self.use_jaccard_loss = True
+        self._check_patch_size()
+
+    # -- network -------------------------------------------------------------------------
+    def _check_patch_size(self) -> None:
+        try:
+            check_spatial_size(self.configuration_manager.patch_size)
+        except ValueError as e:
+            raise SCNASUsageError(
+                f"plans '{self.plans_manager.plans_name}' configuration '{self.configuration_name}' has patch size "
+                f"{self.configuration_manager.patch_size}, but {e.args[0].split('; ')[0]} (min {MIN_SIZE}). "
+                f"Fix: run '{PLANS_COMMAND}' and train with -p nnUNetPlansSCNAS") from None
+
+    def _set_architecture(self, network_class_name: str, arch_kwargs: dict) -> None:
+        """Write the network into the plans, so nnU-Net's static builder, the plans.json copied to
+        the output folder and every later ``nnUNetv2_predict`` rebuild exactly this network."""
+        cfg = self.plans_manager.plans["configurations"][self.configuration_name]
+        cfg["architecture"] = {"network_class_name": network_class_name,
+                               "arch_kwargs": {**arch_kwargs, "strides": STRIDES},
+                               "_kw_requires_import": []}
+        type(self.plans_manager).get_configuration.cache_clear()
+        self.configuration_manager = self.plans_manager.get_configuration(self.configuration_name)
+
+    def _module(self) -> torch.nn.Module:
+        mod = self.network.module if self.is_ddp else self.network
+        return getattr(mod, "_orig_mod", mod)
+
+    # -- optimisation ----------------------------------------------------------------------
+    def _param_groups(self) -> list[dict]:
+        raise NotImplementedError
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self._param_groups(), weight_decay=self.weight_decay)
+        return optimizer, TrainLossPlateau(optimizer, mode="min", factor=self.plateau_factor,
+                                           patience=self.plateau_patience)
+
+    def _build_loss(self):
+        loss = super()._build_loss()
+        if not self.use_jaccard_loss:
+            return loss
+        lm = self.label_manager
+        kwargs = {"batch_dice": self.configuration_manager.batch_dice, "smooth": 1e-5, "ddp": self.is_ddp}
+        if lm.has_regions:
+            jaccard = DC_and_BCE_loss({}, {**kwargs, "do_bg": True}, weight_ce=0,
+                                      use_ignore_label=lm.ignore_label is not None, dice_class=SoftJaccardLoss)
+        else:
+            jaccard = DC_and_CE_loss({**kwargs, "do_bg": False}, {}, weight_ce=0, ignore_label=lm.ignore_label,
+                                     dice_class=SoftJaccardLoss)
+        if isinstance(loss, DeepSupervisionWrapper):  # keep nnU-Net's deep-supervision weights
+            loss.loss = jaccard
+            return loss
+        return jaccard
+
+    def on_train_epoch_end(self, train_outputs: list[dict]) -> None:
+        super().on_train_epoch_end(train_outputs)
+        if isinstance(self.lr_scheduler, TrainLossPlateau):
+            self.lr_scheduler.observe(self.logger.get_value("train_losses", step=-1))
+
+    def on_epoch_start(self) -> None:
+        lr = self.optimizer.param_groups[0]["lr"]
+        if lr < self.min_lr:
+            self.print_to_log_file(f"Stopping: learning rate {lr:.3g} is below {self.min_lr:g} (paper's criterion)")
+            raise _StopTraining
+        super().on_epoch_start()
+
+    def run_training(self) -> None:
+        try:
+            super().run_training()
+        except _StopTraining:
+            self.on_train_end()
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint, written to a temporary file and renamed: a kill never leaves a
+        checkpoint that cannot be read."""
+        if self.local_rank != 0 or self.disable_checkpointing:
+            return super().save_checkpoint(filename)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(filename), prefix=".tmp_", suffix=".pth")
+        os.close(fd)
+        try:
+            super().save_checkpoint(tmp)
+            os.replace(tmp, filename)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
+        if isinstance(filename_or_checkpoint, dict):  # nnU-Net 2.8.1 only loads from a path
+            fd, tmp = tempfile.mkstemp(suffix=".pth")
+            os.close(fd)
+            try:
+                torch.save(filename_or_checkpoint, tmp)
+                return self.load_checkpoint(tmp)
+            finally:
+                os.unlink(tmp)
+        super().load_checkpoint(filename_or_checkpoint)
+        if isinstance(self.lr_scheduler, TrainLossPlateau):
+            self.lr_scheduler.replay(self.logger.get_value("train_losses", step=None))

@@ -1,0 +1,229 @@
+"""``nnUNetTrainerSCNASSearch``: the stochastic bi-level search (paper, Sec. 2.2 and 3).
+
+Each iteration: an architecture step (alpha) on a batch of the fold's architecture cases, then
+a weight step (Theta) on a batch of its weight cases; every forward pass draws a fresh
+architecture with Algorithm 1. One Adam holds both parameter groups with the paper's
+hyperparameters; a step only moves the group whose gradients it computed.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+
+import numpy as np
+import torch
+from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json
+from nnunetv2.utilities.helpers import dummy_context
+
+from nnunet_scnas.genotypes import CELL_TYPES, atomic_write_json
+
+from .common import SCNASTrainerBase, SCNASUsageError
+
+SPLIT_FILE = "scnas_split.json"
+GENOTYPE_FILE = "genotype.json"
+GENOTYPE_LATEST_FILE = "genotype_latest.json"
+ALPHA_HISTORY_FILE = "alpha_history.json"
+
+
+def tau_schedule(epoch: int, num_epochs: int, warmup_epochs: int, tau_start: float, tau_end: float) -> float:
+    """Temperature: ``tau_start`` during warm-up, then exponential decay to ``tau_end`` at the last epoch."""
+    if epoch <= warmup_epochs or num_epochs - 1 <= warmup_epochs:
+        return tau_start
+    progress = min(1.0, (epoch - warmup_epochs) / (num_epochs - 1 - warmup_epochs))
+    return tau_start * (tau_end / tau_start) ** progress
+
+
+def split_weights_arch(keys: list[str], seed: int) -> tuple[list[str], list[str]]:
+    """Seeded 4:1 split of a fold's training cases into weight cases and architecture cases."""
+    keys = sorted(keys)
+    rng = np.random.RandomState(seed)
+    order = rng.permutation(len(keys))
+    n_arch = max(1, int(round(len(keys) / 5)))
+    arch = sorted(keys[i] for i in order[:n_arch])
+    weights = sorted(keys[i] for i in order[n_arch:])
+    return weights, arch
+
+
+class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
+    plateau_factor = 0.1
+    plateau_patience = 20
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        # paper, Sec. 3
+        self.num_epochs = 200
+        self.initial_lr = 0.025
+        self.betas = (0.1, 0.001)
+        self.arch_lr = 3e-3
+        self.arch_betas = (0.5, 0.999)
+        self.stem_channels = 48
+        # our choices (docs/DESIGN.md): temperature schedule and alpha warm-up
+        self.tau_start, self.tau_end = 1.0, 0.05
+        self.arch_warmup_epochs = 20
+        self.sampling = "two_op"
+        self.checkpoint_cells = self.device.type == "cuda"
+        self.search_seed = 12345
+        self.save_every = 1  # --c resumes at the last finished epoch
+        self.dataloader_arch = None
+        self._iteration = 0
+        self._arch_losses: list[float] = []
+        for key in ("tau", "arch_losses", *(f"alpha_entropy_{t}" for t in CELL_TYPES)):
+            self.logger.local_logger.my_fantastic_logging.setdefault(key, [])
+
+    # -- network and optimiser ---------------------------------------------------------------
+    def initialize(self) -> None:
+        if self.is_ddp:
+            raise SCNASUsageError("distributed search (-num_gpus > 1) is not supported yet; search on one GPU")
+        self._set_architecture("nnunet_scnas.search_model.SearchNetwork", {
+            "stem_channels": self.stem_channels, "sampling": self.sampling, "tau": self.tau_start,
+            "checkpoint_cells": self.checkpoint_cells})
+        super().initialize()
+
+    def _param_groups(self) -> list[dict]:
+        net = self._module()
+        return [{"params": net.weight_parameters(), "lr": self.initial_lr, "betas": self.betas},
+                {"params": net.arch_parameters(), "lr": self.arch_lr, "betas": self.arch_betas}]
+
+    # -- data: weights on 4/5, alpha on 1/5 of the fold's training cases ------------------------
+    def _weight_arch_split(self, tr_keys: list[str]) -> tuple[list[str], list[str]]:
+        path = join(self.output_folder, SPLIT_FILE)
+        if isfile(path):
+            split = load_json(path)
+            if sorted(split["weights"] + split["architecture"]) != sorted(tr_keys):
+                raise SCNASUsageError(f"{path} does not partition fold {self.fold}'s training cases; "
+                                      f"the splits changed since the search started. Delete {path} to start over")
+            return split["weights"], split["architecture"]
+        if len(tr_keys) < 5:
+            raise SCNASUsageError(f"fold {self.fold} has {len(tr_keys)} training cases; the 4:1 split into weight "
+                                  f"and architecture cases needs at least 5")
+        weights, arch = split_weights_arch(tr_keys, self.search_seed + (0 if self.fold == "all" else int(self.fold)))
+        atomic_write_json({"weights": weights, "architecture": arch, "seed": self.search_seed}, path)
+        return weights, arch
+
+    def get_tr_and_val_datasets(self):
+        tr_keys, val_keys = self.do_split()
+        weights, arch = self._weight_arch_split(tr_keys)
+        tr = arch if self._loader_role == "architecture" else weights
+        return tuple(self.dataset_class(self.preprocessed_dataset_folder, keys,
+                                        folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage)
+                     for keys in (tr, val_keys))
+
+    _loader_role = "weights"
+
+    def get_dataloaders(self):
+        """nnU-Net's loaders (its augmentation, oversampling, deep-supervision targets) for the weight
+        cases and the fold's validation cases, plus the same training pipeline on the architecture cases."""
+        self._loader_role = "weights"
+        dl_weights, dl_val = super().get_dataloaders()
+        self._loader_role = "architecture"
+        self.dataloader_arch, unused_val = super().get_dataloaders()
+        self._loader_role = "weights"
+        if hasattr(unused_val, "_finish"):
+            unused_val._finish()
+        return dl_weights, dl_val
+
+    def on_train_end(self) -> None:
+        super().on_train_end()
+        if self.dataloader_arch is not None and hasattr(self.dataloader_arch, "_finish"):
+            self.dataloader_arch._finish()
+        if self.local_rank == 0:
+            genotype = self._genotype()
+            genotype.save(join(self.output_folder, GENOTYPE_FILE))
+            self.print_to_log_file(f"Search done. Genotype written to {join(self.output_folder, GENOTYPE_FILE)}:\n"
+                                   + genotype.describe())
+
+    # -- the bi-level step -------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        tau = tau_schedule(self.current_epoch, self.num_epochs, self.arch_warmup_epochs, self.tau_start, self.tau_end)
+        self._module().tau.fill_(tau)
+        self._iteration = 0
+        self._arch_losses = []
+        super().on_train_epoch_start()
+        self.print_to_log_file(f"tau {tau:.4f}" + (" (alpha warm-up: weights only)"
+                                                    if self.current_epoch < self.arch_warmup_epochs else ""))
+
+    def _seed_sampler(self, step: str) -> None:
+        """Per-step generator: the same draws after a resume, and on every rank."""
+        digest = hashlib.sha256(f"{self.search_seed}/{self.fold}/{self.current_epoch}/{self._iteration}/{step}"
+                                .encode()).digest()
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+        self._module().generator = gen
+
+    def _step(self, batch: dict, params: list[torch.nn.Parameter]) -> float:
+        data = batch["data"].to(self.device, non_blocking=True)
+        target = batch["target"]
+        target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
+            else target.to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+            loss = self.loss(self.network(data), target)
+        if not torch.isfinite(loss):
+            self.print_to_log_file(f"WARNING: non-finite loss {loss.item()} at epoch {self.current_epoch}, "
+                                   f"iteration {self._iteration}; step skipped")
+            return float("nan")
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward(inputs=params)
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(params, 12)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward(inputs=params)
+            torch.nn.utils.clip_grad_norm_(params, 12)
+            self.optimizer.step()
+        return loss.item()
+
+    def train_step(self, batch: dict) -> dict:
+        net = self._module()
+        if self.current_epoch >= self.arch_warmup_epochs:
+            self._seed_sampler("alpha")
+            self._arch_losses.append(self._step(next(self.dataloader_arch), net.arch_parameters()))
+        self._seed_sampler("weights")
+        loss = self._step(batch, net.weight_parameters())
+        self._iteration += 1
+        return {"loss": np.array(loss)}
+
+    # -- logging -----------------------------------------------------------------------------
+    def _genotype(self):
+        return self._module().genotype({
+            "dataset": self.plans_manager.dataset_name, "plans": self.plans_manager.plans_name,
+            "configuration": self.configuration_name, "fold": self.fold, "trainer": self.__class__.__name__,
+            "epochs": self.current_epoch, "sampling": self.sampling, "stem_channels": self.stem_channels})
+
+    def on_epoch_end(self) -> None:
+        net = self._module()
+        epoch = self.current_epoch
+        arch_loss = float(np.nanmean(self._arch_losses)) if self._arch_losses else float("nan")
+        self.logger.log("tau", float(net.tau), epoch)
+        self.logger.log("arch_losses", arch_loss, epoch)
+        entropies = {}
+        for t in CELL_TYPES:
+            p = torch.softmax(net.alphas[t].detach().float(), -1)
+            entropies[t] = float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
+            self.logger.log(f"alpha_entropy_{t}", entropies[t], epoch)
+        self.print_to_log_file(f"arch_loss {arch_loss:.4f}, alpha entropy per edge (max {math.log(8):.3f}): "
+                               + ", ".join(f"{t} {v:.3f}" for t, v in entropies.items()))
+        if self.local_rank == 0:
+            self._append_alpha_history(epoch)
+        super().on_epoch_end()
+        if self.local_rank == 0:
+            from .plots import plot_search_progress
+            plot_search_progress(self.logger.local_logger.my_fantastic_logging, self.output_folder)
+
+    def _append_alpha_history(self, epoch: int) -> None:
+        path = join(self.output_folder, ALPHA_HISTORY_FILE)
+        history = load_json(path) if isfile(path) else []
+        history = [h for h in history if h["epoch"] < epoch]  # drop epochs redone after a resume
+        net = self._module()
+        history.append({"epoch": epoch, "tau": float(net.tau), "softmax_alpha": {
+            t: [[round(v, 5) for v in row] for row in torch.softmax(net.alphas[t].detach().float(), -1).tolist()]
+            for t in CELL_TYPES}})
+        atomic_write_json(history, path)
+
+    def save_checkpoint(self, filename: str) -> None:
+        super().save_checkpoint(filename)
+        if self.local_rank == 0 and not self.disable_checkpointing:
+            self._genotype().save(join(self.output_folder, GENOTYPE_LATEST_FILE))

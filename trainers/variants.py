@@ -1,0 +1,99 @@
+"""Trainer variants in nnU-Net's style: each changes one thing. A retrain variant reads the
+genotype of the search variant with the same suffix."""
+from __future__ import annotations
+
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from .retrain import nnUNetTrainerSCNASRetrain
+from .search import nnUNetTrainerSCNASSearch
+
+_CUDA = torch.device("cuda")
+
+
+class nnUNetTrainerSCNASSearch_5epochs(nnUNetTrainerSCNASSearch):
+    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs, self.arch_warmup_epochs = 5, 0
+
+
+class nnUNetTrainerSCNASSearch_20epochs(nnUNetTrainerSCNASSearch):
+    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs, self.arch_warmup_epochs = 20, 2
+
+
+class nnUNetTrainerSCNASRetrain_5epochs(nnUNetTrainerSCNASRetrain):
+    search_trainer_name = "nnUNetTrainerSCNASSearch_5epochs"
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 5
+
+
+class nnUNetTrainerSCNASRetrain_20epochs(nnUNetTrainerSCNASRetrain):
+    search_trainer_name = "nnUNetTrainerSCNASSearch_20epochs"
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 20
+
+
+class nnUNetTrainerSCNASSearch_nnUNetLoss(nnUNetTrainerSCNASSearch):
+    """Ablation: nnU-Net's Dice + CE loss instead of the Jaccard distance. The optimisers stay the
+    paper's: nnU-Net has no architecture optimiser to swap in."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.use_jaccard_loss = False
+
+
+class nnUNetTrainerSCNASRetrain_nnUNetRecipe(nnUNetTrainerSCNASRetrain):
+    """Ablation: the derived network trained with nnU-Net's loss (Dice + CE) and optimiser (SGD,
+    Nesterov 0.99, lr 1e-2, weight decay 3e-5, poly schedule) instead of the paper's."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.use_jaccard_loss = False
+        self.initial_lr, self.weight_decay, self.min_lr = 1e-2, 3e-5, 0.0
+
+    def configure_optimizers(self):
+        return nnUNetTrainer.configure_optimizers(self)
+
+
+class _Smoke:
+    """Pipeline check on a CPU: stem 16, 2 epochs of 10 iterations, final validation on 3 cases
+    without test-time mirroring (also for nnUNetv2_predict with this trainer)."""
+
+    def _smoke(self) -> None:
+        self.num_epochs = 2
+        self.num_iterations_per_epoch = 10
+        self.num_val_iterations_per_epoch = 2
+        self.stem_channels = 16
+
+    def do_split(self):
+        tr_keys, val_keys = super().do_split()
+        return tr_keys, sorted(val_keys)[:3]
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        config = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        self.inference_allowed_mirroring_axes = None
+        return config
+
+
+class nnUNetTrainerSCNASSearch_smoke(_Smoke, nnUNetTrainerSCNASSearch):
+    __doc__ = _Smoke.__doc__ + " Alpha steps from the first iteration."
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self._smoke()
+        self.arch_warmup_epochs = 0
+
+
+class nnUNetTrainerSCNASRetrain_smoke(_Smoke, nnUNetTrainerSCNASRetrain):
+    __doc__ = _Smoke.__doc__
+    search_trainer_name = "nnUNetTrainerSCNASSearch_smoke"
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self._smoke()
