@@ -1,0 +1,153 @@
+"""Trainer pieces that need no training: schedules, splits, loss, input errors, fold ensembles."""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nnunet_scnas import CELL_TYPES, Genotype, SCNASNetwork
+from nnunet_scnas.trainers import nnUNetTrainerSCNASRetrain, nnUNetTrainerSCNASSearch
+from nnunet_scnas.trainers.common import SCNASUsageError, TrainLossPlateau
+from nnunet_scnas.trainers.losses import SoftJaccardLoss
+from nnunet_scnas.trainers.search import split_weights_arch, tau_schedule
+
+PLANS = {
+    "dataset_name": "Dataset990_Toy", "plans_name": "nnUNetPlans",
+    "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [40, 56, 40],
+    "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+    "configurations": {"3d_fullres": {
+        "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
+        "patch_size": [40, 56, 40], "median_image_size_in_voxels": [40, 56, 40], "spacing": [1.0, 1.0, 1.0],
+        "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
+        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
+        "resampling_fn_data_kwargs": {}, "resampling_fn_seg_kwargs": {},
+        "resampling_fn_probabilities": "resample_data_or_seg_to_shape", "resampling_fn_probabilities_kwargs": {},
+        "batch_dice": False,
+        "architecture": {"network_class_name": "x", "arch_kwargs": {"strides": [[1, 1, 1]] + [[2, 2, 2]] * 3},
+                         "_kw_requires_import": []}}},
+    "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
+    "foreground_intensity_properties_per_channel": {},
+}
+DATASET = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, "a": 1, "b": 2}, "numTraining": 10,
+           "file_ending": ".nii.gz"}
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    monkeypatch.delenv("SCNAS_GENOTYPE", raising=False)
+    return tmp_path / "results"
+
+
+def _plans(patch=(40, 56, 40)):
+    p = copy.deepcopy(PLANS)
+    p["configurations"]["3d_fullres"]["patch_size"] = list(patch)
+    p["continue_training"] = False  # nnU-Net's run_training adds this key
+    return p
+
+
+def _genotype(op="conv_3x3x3"):
+    return Genotype({t: (op,) * 14 for t in CELL_TYPES})
+
+
+def test_tau_is_constant_during_warmup_then_decays_to_tau_end():
+    taus = [tau_schedule(e, 50, 5, 1.0, 0.05) for e in range(50)]
+    assert taus[:6] == [1.0] * 6
+    assert all(a > b for a, b in zip(taus[5:], taus[6:]))
+    assert taus[-1] == pytest.approx(0.05)
+
+
+def test_weight_arch_split_is_4_to_1_seeded_and_disjoint():
+    keys = [f"case_{i:03d}" for i in range(23)]
+    w, a = split_weights_arch(keys, 7)
+    assert len(a) == 5 and len(w) == 18 and not set(w) & set(a) and sorted(w + a) == keys
+    assert split_weights_arch(list(reversed(keys)), 7) == (w, a)
+    assert split_weights_arch(keys, 8) != (w, a)
+
+
+def test_jaccard_loss_is_zero_for_a_perfect_prediction_and_has_gradients():
+    target = torch.randint(0, 3, (2, 1, 8, 8, 8))
+    onehot = torch.zeros(2, 3, 8, 8, 8).scatter_(1, target, 1.0)
+    loss = SoftJaccardLoss(apply_nonlin=None, do_bg=False)
+    assert loss(onehot, target).item() == pytest.approx(0.0, abs=1e-6)
+    logits = torch.zeros(2, 3, 8, 8, 8, requires_grad=True)
+    value = SoftJaccardLoss(apply_nonlin=lambda x: torch.softmax(x, 1), do_bg=False)(logits, target)
+    value.backward()
+    assert 0.5 < value.item() < 1 and logits.grad.abs().sum() > 0
+    # Jaccard = Dice / (2 - Dice) for hard sets
+    pred = torch.zeros(1, 2, 4, 4, 4)
+    pred[:, 1, :2] = 1
+    pred[:, 0, 2:] = 1
+    gt = torch.zeros(1, 1, 4, 4, 4, dtype=torch.long)
+    gt[:, :, 1:3] = 1
+    assert 1 - SoftJaccardLoss(do_bg=False, smooth=0)(pred, gt).item() == pytest.approx((0.5) / (2 - 0.5))
+
+
+def test_plateau_ignores_nnunets_epoch_calls_and_replay_restores_counters():
+    def make():
+        opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        return opt, TrainLossPlateau(opt, mode="min", factor=0.1, patience=2)
+    losses = [1.0, 0.9, 0.95, 0.96, 0.97, 0.94, 0.93]
+    opt, sched = make()
+    for epoch, loss in enumerate(losses):
+        sched.step(epoch)  # what nnU-Net calls: ignored
+        sched.observe(loss)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+    opt2, sched2 = make()
+    opt2.param_groups[0]["lr"] = 0.1  # as loaded from the optimiser state
+    sched2.replay(losses)
+    assert opt2.param_groups[0]["lr"] == pytest.approx(0.1)
+    assert (sched2.best, sched2.num_bad_epochs) == (sched.best, sched.num_bad_epochs)
+
+
+def test_patch_not_divisible_by_8_names_the_scnas_plans_command(results):
+    with pytest.raises(SCNASUsageError, match="nnUNetv2_plan_scnas") as info:
+        nnUNetTrainerSCNASSearch(_plans((40, 52, 40)), "3d_fullres", 0, DATASET, torch.device("cpu"))
+    assert "\n" not in str(info.value.code)
+
+
+def test_missing_search_result_names_the_expected_path(results):
+    with pytest.raises(SCNASUsageError, match=r"nnUNetTrainerSCNASSearch__nnUNetPlans__3d_fullres/fold_0/genotype\.json"):
+        nnUNetTrainerSCNASRetrain(_plans(), "3d_fullres", 0, DATASET, torch.device("cpu"))
+
+
+def test_broken_genotype_from_env_is_one_line(results, tmp_path, monkeypatch):
+    bad = tmp_path / "bad.json"
+    doc = _genotype().to_dict()
+    doc["cells"]["expansion"][2][2] = "conv_7x7x7"
+    bad.write_text(json.dumps(doc))
+    monkeypatch.setenv("SCNAS_GENOTYPE", str(bad))
+    with pytest.raises(SCNASUsageError, match=r"SCNAS_GENOTYPE.*unknown op 'conv_7x7x7'") as info:
+        nnUNetTrainerSCNASRetrain(_plans(), "3d_fullres", 0, DATASET, torch.device("cpu"))
+    assert "\n" not in str(info.value.code)
+
+
+def test_retrain_writes_network_into_plans_and_prefers_the_frozen_genotype(results, tmp_path, monkeypatch):
+    path = tmp_path / "g.json"
+    _genotype("identity").save(path)
+    monkeypatch.setenv("SCNAS_GENOTYPE", str(path))
+    trainer = nnUNetTrainerSCNASRetrain(_plans(), "3d_fullres", 0, DATASET, torch.device("cpu"))
+    trainer._set_architecture("nnunet_scnas.model.SCNASNetwork", {"genotype": trainer.genotype.to_dict(),
+                                                                 "stem_channels": 8})
+    arch = trainer.plans_manager.plans["configurations"]["3d_fullres"]["architecture"]
+    assert arch["network_class_name"] == "nnunet_scnas.model.SCNASNetwork"
+    assert trainer.configuration_manager.network_arch_init_kwargs["stem_channels"] == 8
+    net = trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager, 1, 3, True)
+    assert isinstance(net, SCNASNetwork) and net.genotype.cells == _genotype("identity").cells
+    # a frozen copy in the fold folder wins over $SCNAS_GENOTYPE
+    _genotype("conv_3x3x3").save(trainer.output_folder + "/genotype.json")
+    again = nnUNetTrainerSCNASRetrain(_plans(), "3d_fullres", 0, DATASET, torch.device("cpu"))
+    assert again.genotype.cells == _genotype("conv_3x3x3").cells
+
+
+def test_loading_another_folds_weights_rebuilds_the_cells():
+    # nnU-Net's predictor builds one network and loads every fold's weights into it
+    a = SCNASNetwork(1, 3, _genotype("conv_3x3x3"), stem_channels=8, deep_supervision=False).eval()
+    b = SCNASNetwork(1, 3, _genotype("sep_dil_conv_3x3x3_r2"), stem_channels=8, deep_supervision=False).eval()
+    a.load_state_dict(b.state_dict())
+    assert a.genotype.cells == b.genotype.cells
+    x = torch.randn(1, 1, 24, 24, 24)
+    assert torch.equal(a(x), b(x))
