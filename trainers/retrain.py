@@ -63,7 +63,7 @@ class nnUNetTrainerSCNASRetrain(SCNASTrainerBase):
             genotype = Genotype.load(path)
         except ValueError as e:
             raise SCNASUsageError(f"invalid genotype ({why}): {e}") from None
-        if env and path == frozen and Genotype.load(frozen).cells != _cells_or_none(env):
+        if env and path == frozen and genotype.cells != _cells_or_none(env):
             self.print_to_log_file(f"NOTE: ${GENOTYPE_ENV} is ignored: fold {self.fold} was started with {frozen}")
         return genotype, f"{path} ({why})"
 
