@@ -13,10 +13,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .genotypes import EDGES, N_INPUTS, N_NODES
-from .operations import NEGATIVE_SLOPE, OPS, ZERO_INDEX, make_op
+from .operations import NEGATIVE_SLOPE, OPS, ZERO_INDEX, PreActivatedOp, make_op
 
 # how a cell type moves the resolution: output level = input level + LEVEL_STEP
 LEVEL_STEP = {"enc_normal": 0, "reduction": 1, "dec_normal": 0, "expansion": -1}
@@ -37,6 +38,25 @@ class Preprocess(nn.Sequential):
         super().__init__(nn.LeakyReLU(NEGATIVE_SLOPE), conv, nn.InstanceNorm3d(c_out, affine=True))
 
 
+class NodeInput:
+    """A node's tensor and its LeakyReLU, computed once on first use by a conv op."""
+
+    __slots__ = ("raw", "_activated")
+
+    def __init__(self, raw: torch.Tensor):
+        self.raw = raw
+        self._activated: torch.Tensor | None = None
+
+    def run(self, op: nn.Module, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """``weight * op(raw)`` (``op(raw)`` without a weight)."""
+        if not isinstance(op, PreActivatedOp):
+            y = op(self.raw)
+            return y if weight is None else weight * y
+        if self._activated is None:
+            self._activated = F.leaky_relu(self.raw, NEGATIVE_SLOPE)
+        return op.after_activation(self._activated, weight)
+
+
 def _edge_key(i: int, j: int) -> str:
     return f"{i}_{j}"
 
@@ -51,12 +71,12 @@ class MixedEdge(nn.ModuleDict):
     def __init__(self, channels: int, stride: int):
         super().__init__({name: make_op(name, channels, stride) for name in OPS if name != "zero"})
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, active: Sequence[int]) -> torch.Tensor | None:
+    def forward(self, x: NodeInput, w: torch.Tensor, active: Sequence[int]) -> torch.Tensor | None:
         out = None
         for k in active:
             if k == ZERO_INDEX:  # contributes w * 0: nothing to compute
                 continue
-            y = w[k] * self[OPS[k]](x)
+            y = x.run(self[OPS[k]], w[k])
             out = y if out is None else out + y
         return out
 
@@ -73,11 +93,12 @@ class _Cell(nn.Module):
         self.preprocess0 = Preprocess(c_prev_prev, self.node_channels, shift0)
         self.preprocess1 = Preprocess(c_prev, self.node_channels, shift1)
 
-    def _edge(self, k: int, x: torch.Tensor, *args) -> torch.Tensor | None:
+    def _edge(self, k: int, x: NodeInput, *args) -> torch.Tensor | None:
         raise NotImplementedError
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, *edge_args) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
+        inputs = [NodeInput(s) for s in states]
         n, _, *spatial = states[1].shape
         if self.cell_type == "reduction":
             spatial = [s // 2 for s in spatial]
@@ -86,12 +107,13 @@ class _Cell(nn.Module):
             for k, (i, jj) in enumerate(EDGES):
                 if jj != j:
                     continue
-                y = self._edge(k, states[i], *edge_args)
+                y = self._edge(k, inputs[i], *edge_args)
                 if y is not None:
                     node = y if node is None else node + y
             if node is None:  # every incoming edge is zero
                 node = states[1].new_zeros((n, self.node_channels, *spatial))
             states.append(node)
+            inputs.append(NodeInput(node))
         return torch.cat(states[N_INPUTS:], dim=1)
 
 
@@ -103,7 +125,7 @@ class SearchCell(_Cell):
         self.edges = nn.ModuleDict({
             _edge_key(i, j): MixedEdge(self.node_channels, _edge_stride(cell_type, i)) for i, j in EDGES})
 
-    def _edge(self, k: int, x: torch.Tensor, weights: torch.Tensor, active: Sequence[Sequence[int]]):
+    def _edge(self, k: int, x: NodeInput, weights: torch.Tensor, active: Sequence[Sequence[int]]):
         return self.edges[_edge_key(*EDGES[k])](x, weights[k], active[k])
 
 
@@ -119,6 +141,6 @@ class DerivedCell(_Cell):
             if module is not None:
                 self.edges[_edge_key(i, j)] = module
 
-    def _edge(self, k: int, x: torch.Tensor):
+    def _edge(self, k: int, x: NodeInput):
         key = _edge_key(*EDGES[k])
-        return self.edges[key](x) if key in self.edges else None
+        return x.run(self.edges[key]) if key in self.edges else None

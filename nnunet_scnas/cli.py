@@ -1,7 +1,9 @@
-"""``nnunet_scnas`` command: inspect genotypes and their cost (more subcommands in later modules)."""
+"""``nnunet_scnas`` command: the demo, the comparison with stock nnU-Net, genotype pictures and cost,
+and the demo's dataset generator."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -12,6 +14,14 @@ def _cmd_show(args: argparse.Namespace) -> None:
     prov = {k: v for k, v in g.provenance.items() if k != "alpha_softmax"}
     if prov:
         print("provenance: " + ", ".join(f"{k}={v}" for k, v in prov.items()))
+    if args.output is not None:
+        from .diagram import render_genotype
+        try:
+            os.makedirs(args.output, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"cannot create the output folder {args.output}: {e.strerror}") from None
+        for path in render_genotype(g, args.output):
+            print(f"wrote {path}")
 
 
 def _cmd_cost(args: argparse.Namespace) -> None:
@@ -37,8 +47,10 @@ def _cmd_cost(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nnunet_scnas", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("show", help="print a genotype's four cells")
+    s = sub.add_parser("show", help="print a genotype's four cells and draw them (paper, Fig. 2)")
     s.add_argument("genotype")
+    s.add_argument("-o", "--output", help="folder for cell_<type>.png (default: beside the genotype file)")
+    s.add_argument("--no-images", action="store_true", help="print only")
     s.set_defaults(func=_cmd_show)
     c = sub.add_parser("cost", help="parameters and FLOPs of the derived network (torch.utils.flop_counter)")
     c.add_argument("genotype")
@@ -46,11 +58,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--input", default="4,128,128,128", help="C,X,Y,Z of one input patch (paper: 4,128,128,128)")
     c.add_argument("--classes", type=int, default=4, help="output channels")
     c.set_defaults(func=_cmd_cost)
+    from . import compare, demo, synth
+    d = sub.add_parser("demo", help="the whole workflow on a generated dataset: plan, search, retrain, "
+                                    "stock nnU-Net, prediction of held-back cases, comparison")
+    demo.add_arguments(d)
+    d.set_defaults(func=demo.run)
+    cmp = sub.add_parser("compare", help="Dice per label, parameters, GFLOPs and epoch time of trained "
+                                         "trainers side by side (stock nnU-Net vs SCNAS by default)")
+    compare.add_arguments(cmp)
+    cmp.set_defaults(func=compare.run)
+    sy = sub.add_parser("synth", help="write the demo's synthetic multi-modal dataset as an nnU-Net raw dataset")
+    synth.add_arguments(sy)
+    sy.set_defaults(func=synth.run)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command == "show":
+        args.output = None if args.no_images else (args.output or os.path.dirname(os.path.abspath(args.genotype)))
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, PermissionError) as e:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import torch
 
+from ._io import atomic_write_json  # noqa: F401 (re-exported: trainers write genotype files with it)
 from .operations import OPS, ZERO_INDEX
 
 CELL_TYPES: tuple[str, ...] = ("enc_normal", "reduction", "dec_normal", "expansion")
@@ -180,24 +180,6 @@ def _ops_from_edge_list(edges: Any, fail) -> tuple[str, ...]:
             raise fail(f"edge {k}: duplicate edge ({i}, {j})")
         by_edge[(i, j)] = op
     return tuple(by_edge[e] for e in EDGES)
-
-
-def atomic_write_json(obj: Any, path: str | os.PathLike) -> None:
-    """json.dump to a temporary file in the target folder, fsync, then rename over ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def derive(alphas: Mapping[str, torch.Tensor], provenance: Mapping[str, Any] | None = None) -> Genotype:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 #: The eight candidate ops, in the order of the columns of every alpha table.
@@ -31,7 +32,23 @@ def _norm(channels: int) -> nn.Module:
     return nn.InstanceNorm3d(channels, eps=1e-5, affine=True)
 
 
-class ConvOp(nn.Sequential):
+class PreActivatedOp(nn.Sequential):
+    """LeakyReLU -> convs -> InstanceNorm. Called alone it is the full op. Inside a cell
+    ``after_activation`` is called instead, for two savings of stored activations
+    (docs/BENCHMARKS.md): several ops read the same node, so the cell activates it once; and an
+    edge weight ``scale`` is folded into the norm's affine (scale * IN(x) = IN with scale * gamma,
+    scale * beta), so autograd keeps no extra copy of the op output for the weighted sum."""
+
+    def after_activation(self, x_activated: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        *convs, norm = list(self)[1:]
+        for module in convs:
+            x_activated = module(x_activated)
+        if scale is None:
+            return norm(x_activated)
+        return F.instance_norm(x_activated, weight=norm.weight * scale, bias=norm.bias * scale, eps=norm.eps)
+
+
+class ConvOp(PreActivatedOp):
     """LeakyReLU -> Conv(3x3x3) -> InstanceNorm."""
 
     def __init__(self, channels: int, stride: int):
@@ -42,7 +59,7 @@ class ConvOp(nn.Sequential):
         )
 
 
-class SepDilConvOp(nn.Sequential):
+class SepDilConvOp(PreActivatedOp):
     """LeakyReLU -> depthwise dilated Conv(3x3x3) -> pointwise Conv(1x1x1) -> InstanceNorm."""
 
     def __init__(self, channels: int, stride: int, dilation: int):
@@ -67,10 +84,39 @@ class Identity(nn.Module):
         return x if self.stride == 1 else x[:, :, ::2, ::2, ::2]
 
 
-def _pool(kind: type[nn.Module], stride: int) -> nn.Module:
-    if kind is nn.AvgPool3d:
-        return nn.AvgPool3d(3, stride, padding=1, count_include_pad=False)
-    return nn.MaxPool3d(3, stride, padding=1)
+class _MaxPoolRecomputeIndices(torch.autograd.Function):
+    """3x3x3 max pooling that keeps only its input for backward (already alive as the node)
+    and recomputes the argmax there, instead of storing int64 indices: 2x (4x under float16)
+    the output's size per pooling op in the search step, for one extra pooling pass."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, stride: int) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.stride = stride
+        return F.max_pool3d(x, 3, stride, padding=1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, = ctx.saved_tensors
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_()
+            out = F.max_pool3d(leaf, 3, ctx.stride, padding=1)
+        return torch.autograd.grad(out, leaf, grad)[0], None
+
+
+class MaxPool(nn.Module):
+    """max_pool_3x3x3, padding 1. On CUDA, where memory limits the search, training passes
+    recompute the indices in backward; on the CPU that doubled the pooling time (the CPU's
+    bottleneck) for memory a CPU has, so it keeps them."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda and torch.is_grad_enabled() and x.requires_grad:
+            return _MaxPoolRecomputeIndices.apply(x, self.stride)
+        return F.max_pool3d(x, 3, self.stride, padding=1)
 
 
 # op name -> factory(channels, stride). 'zero' has no module: a zero edge contributes nothing
@@ -80,8 +126,8 @@ OP_FACTORIES: dict[str, Callable[[int, int], nn.Module]] = {
     "sep_dil_conv_3x3x3_r2": lambda c, s: SepDilConvOp(c, s, 2),
     "sep_dil_conv_3x3x3_r3": lambda c, s: SepDilConvOp(c, s, 3),
     "sep_dil_conv_3x3x3_r4": lambda c, s: SepDilConvOp(c, s, 4),
-    "max_pool_3x3x3": lambda c, s: _pool(nn.MaxPool3d, s),
-    "avg_pool_3x3x3": lambda c, s: _pool(nn.AvgPool3d, s),
+    "max_pool_3x3x3": lambda c, s: MaxPool(s),
+    "avg_pool_3x3x3": lambda c, s: nn.AvgPool3d(3, s, padding=1, count_include_pad=False),
     "identity": lambda c, s: Identity(s),
 }
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import os
 import sys
 
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json

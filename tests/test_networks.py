@@ -4,13 +4,16 @@ import torch
 
 from nnunet_scnas import CELL_TYPES, OPS, Genotype, SCNASNetwork, SearchNetwork, count_flops, count_parameters, derive
 from nnunet_scnas.macro import STRIDES
+from nnunet_scnas.operations import PreActivatedOp
 
 
 def _count_op_calls(net):
+    """Op executions per op module (the cell runs a conv op from its first conv on)."""
     calls = {}
     for name, module in net.named_modules():
         if name.count(".edges.") and name.rsplit(".", 1)[-1] in OPS:
-            module.register_forward_hook(lambda m, i, o, n=name: calls.__setitem__(n, calls.get(n, 0) + 1))
+            hooked = module[1] if isinstance(module, PreActivatedOp) else module
+            hooked.register_forward_hook(lambda m, i, o, n=name: calls.__setitem__(n, calls.get(n, 0) + 1))
     return calls
 
 

@@ -116,7 +116,9 @@ def test_search_was_killed_mid_epoch_and_continued_to_a_genotype(pipeline):
     assert sorted(split["weights"] + split["architecture"]) == sorted(splits[0]["train"])
     assert not set(split["architecture"]) & set(split["weights"])
     assert len(split["architecture"]) == round(len(splits[0]["train"]) / 5)
-    for name in ("progress.png", "progress_search.png", "checkpoint_final.pth", "validation/summary.json"):
+    for name in ("progress.png", "progress_search.png", "alpha_history.png", "checkpoint_final.pth",
+                 "validation/summary.json", *(f"cells/cell_{t}.png" for t in ("enc_normal", "reduction",
+                                                                              "dec_normal", "expansion"))):
         assert (fold / name).is_file(), name
     assert not list(fold.glob(".tmp_*")), "a temporary checkpoint was left behind"
 

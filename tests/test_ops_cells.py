@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from nnunet_scnas import OPS, make_op
+from nnunet_scnas.operations import PreActivatedOp
 from nnunet_scnas.cells import DerivedCell, Preprocess, SearchCell
 
 
@@ -62,7 +63,8 @@ def test_unsampled_ops_never_run():
     calls = {}
     for key, edge in cell.edges.items():
         for name, op in edge.items():
-            op.register_forward_hook(lambda m, i, o, k=(key, name): calls.__setitem__(k, calls.get(k, 0) + 1))
+            hooked = op[1] if isinstance(op, PreActivatedOp) else op  # the cell runs conv ops from their conv on
+            hooked.register_forward_hook(lambda m, i, o, k=(key, name): calls.__setitem__(k, calls.get(k, 0) + 1))
     w = torch.zeros(14, 8)
     active = []
     for k in range(14):
@@ -74,3 +76,40 @@ def test_unsampled_ops_never_run():
     expected = {(f"{i}_{j}", OPS[o]) for (i, j), act in zip(EDGES, active) for o in act if OPS[o] != "zero"}
     assert set(calls) == expected
     assert all(v == 1 for v in calls.values())
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_cell_path_equals_weighted_ops_run_alone(stride):
+    """Inside a cell, conv ops share one LeakyReLU per node, the edge weight is folded into the
+    norm, and max pooling recomputes its indices in backward: none of it may change the maths."""
+    from nnunet_scnas.cells import NodeInput
+    torch.manual_seed(0)
+    names = ("conv_3x3x3", "sep_dil_conv_3x3x3_r2", "max_pool_3x3x3", "avg_pool_3x3x3", "identity")
+    ops = [make_op(n, 8, stride) for n in names]
+    for op in ops:
+        for p in op.parameters():
+            p.data.uniform_(0.5, 1.5)  # non-trivial affine
+    x = torch.randn(1, 8, 8, 8, 8, requires_grad=True)
+    w = torch.rand(len(ops), requires_grad=True)
+    params = [x, w] + [p for op in ops for p in op.parameters()]
+    alone = sum(w[k] * op(x) for k, op in enumerate(ops))
+    g_alone = torch.autograd.grad(alone.square().sum(), params)
+    node = NodeInput(x)
+    shared = sum(node.run(op, w[k]) for k, op in enumerate(ops))
+    g_shared = torch.autograd.grad(shared.square().sum(), params)
+    torch.testing.assert_close(shared, alone)
+    for a, b in zip(g_shared, g_alone):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)  # float32 summation order
+    assert node._activated is not None  # computed once, reused by both conv ops
+
+
+def test_max_pool_with_recomputed_indices_has_the_same_gradient():
+    from nnunet_scnas.operations import _MaxPoolRecomputeIndices
+    for stride in (1, 2):
+        x = torch.randn(2, 3, 8, 8, 8, requires_grad=True)
+        g = torch.randn(2, 3, 8 // stride, 8 // stride, 8 // stride)
+        ref, = torch.autograd.grad(torch.nn.functional.max_pool3d(x, 3, stride, 1), x, g)
+        out = _MaxPoolRecomputeIndices.apply(x, stride)
+        got, = torch.autograd.grad(out, x, g)
+        torch.testing.assert_close(out, torch.nn.functional.max_pool3d(x, 3, stride, 1))
+        torch.testing.assert_close(got, ref)

@@ -10,6 +10,14 @@ if tuple(int(p) for p in _nnunet.split(".")[:2] if p.isdigit()) < (2, 8):
     raise ImportError(f"nnunet_scnas needs nnunetv2 >= 2.8 (external trainer lookup); found {_nnunet}. "
                       f"Run: pip install -U 'nnunetv2>=2.8.1'")
 
+from .demo import (  # noqa: E402
+    nnUNetTrainer_demoCPU,
+    nnUNetTrainer_demoGPU,
+    nnUNetTrainerSCNASRetrain_demoCPU,
+    nnUNetTrainerSCNASRetrain_demoGPU,
+    nnUNetTrainerSCNASSearch_demoCPU,
+    nnUNetTrainerSCNASSearch_demoGPU,
+)
 from .retrain import nnUNetTrainerSCNASRetrain  # noqa: E402
 from .search import nnUNetTrainerSCNASSearch  # noqa: E402
 from .variants import (  # noqa: E402
@@ -29,4 +37,6 @@ __all__ = [
     "nnUNetTrainerSCNASRetrain_5epochs", "nnUNetTrainerSCNASRetrain_20epochs",
     "nnUNetTrainerSCNASSearch_nnUNetLoss", "nnUNetTrainerSCNASRetrain_nnUNetRecipe",
     "nnUNetTrainerSCNASSearch_smoke", "nnUNetTrainerSCNASRetrain_smoke",
+    "nnUNetTrainerSCNASSearch_demoCPU", "nnUNetTrainerSCNASRetrain_demoCPU", "nnUNetTrainer_demoCPU",
+    "nnUNetTrainerSCNASSearch_demoGPU", "nnUNetTrainerSCNASRetrain_demoGPU", "nnUNetTrainer_demoGPU",
 ]
