@@ -51,7 +51,7 @@ def _tool(name: str) -> str:
 def _settings(device: str) -> dict:
     """What the demo runs, by device (see trainers/demo.py for the training budgets)."""
     suffix = "_demoGPU" if device == "cuda" else "_demoCPU"
-    return {"device": device, "num_cases": 24, "num_test": 4, "size": [48, 56, 48], "seed": 0,
+    return {"device": device, "num_cases": 24, "num_test": 4, "size": [40, 48, 40], "seed": 0,
             "search": "nnUNetTrainerSCNASSearch" + suffix, "retrain": "nnUNetTrainerSCNASRetrain" + suffix,
             "stock": "nnUNetTrainer" + suffix}
 
@@ -70,11 +70,11 @@ def _stages(work: str, s: dict) -> list[Stage]:
         Stage("plan_scnas", "nnUNetv2_plan_scnas (patch a multiple of 8, memory-checked batch)",
               [_tool("nnUNetv2_plan_scnas"), "-d", str(DATASET_ID)], 0, 15),
         Stage("search", f"architecture search ({s['search']})",
-              train + ["-tr", s["search"], "-p", SCNAS_PLANS] + dev, 4 if cpu else 20, 200 if cpu else 1800),
+              train + ["-tr", s["search"], "-p", SCNAS_PLANS] + dev, 3 if cpu else 20, 180 if cpu else 1800),
         Stage("retrain", f"retrain the found genotype from scratch ({s['retrain']})",
-              train + ["-tr", s["retrain"], "-p", SCNAS_PLANS] + dev, 8 if cpu else 40, 200 if cpu else 3600),
+              train + ["-tr", s["retrain"], "-p", SCNAS_PLANS] + dev, 5 if cpu else 40, 150 if cpu else 3600),
         Stage("stock", f"stock nnU-Net, same fold and budget ({s['stock']})",
-              train + ["-tr", s["stock"]] + dev, 8 if cpu else 40, 200 if cpu else 3600),
+              train + ["-tr", s["stock"]] + dev, 5 if cpu else 40, 150 if cpu else 3600),
     ]
     for key, trainer, plans in (("scnas", s["retrain"], SCNAS_PLANS), ("stock", s["stock"], "nnUNetPlans")):
         out = os.path.join(work, "predictions", key)
@@ -120,7 +120,7 @@ class Progress:
     def finished(self, stage: Stage, elapsed: float) -> None:
         self.expected_done += stage.expected_s
         self.measured_done += elapsed
-        self.scale = self.measured_done / self.expected_done
+        self.scale = min(2.0, max(0.5, self.measured_done / self.expected_done))
 
     def line(self, i: int, stage: Stage, elapsed: float, epoch: int, text: str) -> str:
         ep = f" epoch {epoch}/{stage.epochs}" if stage.epochs else ""
@@ -138,8 +138,10 @@ def _run_command(stage: Stage, log_path: str, env: dict, progress: Progress, i: 
     with open(log_path, "a") as log:
         log.write(f"$ {' '.join(stage.command)}\n")
         log.flush()
+        start = log.tell()  # an interrupted earlier try of this stage is above: not this run's epochs
         proc = subprocess.Popen(stage.command, stdout=log, stderr=subprocess.STDOUT, env=env)
         with open(log_path) as reader:
+            reader.seek(start)
             while True:
                 code = proc.poll()
                 for line in reader.readlines():

@@ -14,6 +14,7 @@ genotypes can. An input that feeds no live node is grey too.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import matplotlib
@@ -21,9 +22,20 @@ import matplotlib
 matplotlib.use("agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Circle, FancyArrowPatch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .genotypes import CELL_TYPES, EDGES, N_INPUTS, N_NODES, Genotype, _node_name  # noqa: E402
 from .operations import OPS  # noqa: E402
+
+
+def default_style(draw):
+    """Draw with matplotlib's defaults: nnU-Net's progress plot calls seaborn.set(font_scale=2.5)
+    in the trainer's process, which otherwise blows up every later figure's fonts."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context({k: v for k, v in matplotlib.rcParamsDefault.items() if k != "backend"}):
+            return draw(*args, **kwargs)
+    return wrapper
 
 OP_COLOURS = dict(zip(OPS, plt.get_cmap("tab10").colors))
 DEAD_COLOUR = "0.75"
@@ -48,6 +60,7 @@ def live_nodes(genotype: Genotype, cell_type: str) -> list[bool]:
     return live
 
 
+@default_style
 def render_cell(genotype: Genotype, cell_type: str, path: str) -> list[tuple[int, int, str]]:
     """Draw one cell type's DAG to the PNG ``path``; returns the op edges drawn, (from, to, op)
     in ``EDGES`` order, so that callers and tests can see what the picture shows."""
@@ -138,6 +151,7 @@ def render_genotype(genotype: Genotype, out_dir: str) -> list[str]:
     return paths
 
 
+@default_style
 def plot_alpha_history(history: list[dict], path: str) -> None:
     """Per cell type, each op's softmax(alpha) averaged over the 14 edges, against the epoch,
     from ``alpha_history.json``: shows which ops the search drifts towards (or collapses to)."""
@@ -160,6 +174,7 @@ def plot_alpha_history(history: list[dict], path: str) -> None:
         ax.set_ylabel("mean softmax(alpha) over edges")
     for ax in axes[1]:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=9)
     fig.tight_layout(rect=(0, 0.06, 1, 1))

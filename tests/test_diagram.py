@@ -84,3 +84,25 @@ def test_alpha_history_errors_are_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"epoch 0, enc_normal: expected 14 edges"):
         plot_alpha_history(bad, str(tmp_path / "a.png"))
     assert not os.path.exists(tmp_path / "a.png")
+
+
+def test_figures_ignore_global_style_changes(tmp_path):
+    """nnU-Net's progress plot runs seaborn.set(font_scale=2.5) in the same process."""
+    import matplotlib
+    from nnunet_scnas import diagram
+    seen = {}
+    real = diagram._save
+
+    def spy(fig, path):
+        seen["font"] = matplotlib.rcParams["font.size"]
+        real(fig, path)
+    matplotlib.rcParams["font.size"] = 40.0
+    try:
+        diagram._save = spy
+        diagram.plot_alpha_history([{"epoch": 0, "tau": 1.0, "softmax_alpha": {
+            t: [[1 / 8] * 8 for _ in range(14)] for t in ("enc_normal", "reduction", "dec_normal", "expansion")}}],
+            str(tmp_path / "a.png"))
+    finally:
+        diagram._save = real
+        matplotlib.rcParams["font.size"] = matplotlib.rcParamsDefault["font.size"]
+    assert seen["font"] == matplotlib.rcParamsDefault["font.size"]

@@ -1,6 +1,8 @@
 """The user's commands on real hippocampus cases: plan, SCNAS plans, search (killed mid-epoch and
 continued with --c), retrain, nnUNetv2_predict on cases the project never saw, nnU-Net's
-evaluation. Runs the installed console scripts in a clean environment (no nnUNet_extTrainer)."""
+evaluation. Runs the installed console scripts in a clean environment (no nnUNet_extTrainer).
+The dataset is nnU-Net's integration-test Dataset999 (its own script: Dataset004 as it is);
+tests/test_integration_datasets.py covers the other three label scenarios."""
 from __future__ import annotations
 
 import json
@@ -18,6 +20,7 @@ import pytest
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "Dataset004_Hippocampus"
 BIN = Path(sys.executable).parent
 N_TRAIN, N_HELD_BACK = 20, 5
+DATASET = "Dataset999_IntegrationTest_Hippocampus"
 SEARCH = "nnUNetTrainerSCNASSearch_smoke"
 RETRAIN = "nnUNetTrainerSCNASRetrain_smoke"
 PLANS = "nnUNetPlansSCNAS"
@@ -59,14 +62,18 @@ def pipeline(tmp_path_factory):
 
     env = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
     env.update(nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
-               nnUNet_results=str(root / "res"), nnUNet_n_proc_DA="2", nnUNet_def_n_proc="2", nnUNet_compile="0")
+               nnUNet_results=str(root / "res"), nnUNet_n_proc_DA="1", nnUNet_def_n_proc="2", nnUNet_compile="0")
     logs = root / "logs"
     logs.mkdir()
-    _run(["nnUNetv2_plan_and_preprocess", "-d", "4", "-c", "3d_fullres", "-np", "2"], env, logs / "plan.txt")
-    _run(["nnUNetv2_plan_scnas", "-d", "4", "-gpu_memory_target", "8"], env, logs / "plan_scnas.txt")
+    subprocess.run([sys.executable, "-m", f"nnunetv2.dataset_conversion.datasets_for_integration_tests.{DATASET}"],
+                   env=env, check=True, capture_output=True)
+    _run(["nnUNetv2_plan_and_preprocess", "-d", "999", "-c", "3d_fullres", "-np", "2"], env, logs / "plan.txt")
+    _run(["nnUNetv2_plan_scnas", "-d", "999", "-gpu_memory_target", "8"], env, logs / "plan_scnas.txt")
+    # augmentation in the training process: on 2 cores, worker processes only fight its threads
+    env["nnUNet_n_proc_DA"] = "0"
 
-    search_cmd = ["nnUNetv2_train", "4", "3d_fullres", "0", "-tr", SEARCH, "-p", PLANS, "-device", "cpu"]
-    fold = root / "res" / "Dataset004_Hippocampus" / f"{SEARCH}__{PLANS}__3d_fullres" / "fold_0"
+    search_cmd = ["nnUNetv2_train", "999", "3d_fullres", "0", "-tr", SEARCH, "-p", PLANS, "-device", "cpu"]
+    fold = root / "res" / DATASET / f"{SEARCH}__{PLANS}__3d_fullres" / "fold_0"
     with open(logs / "search_killed.txt", "w") as f:
         proc = subprocess.Popen([str(BIN / search_cmd[0]), *search_cmd[1:]], env=env, stdout=f,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -78,12 +85,12 @@ def pipeline(tmp_path_factory):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     _run(search_cmd + ["--c"], env, logs / "search_continued.txt")
-    _run(["nnUNetv2_train", "4", "3d_fullres", "0", "-tr", RETRAIN, "-p", PLANS, "-device", "cpu"], env,
+    _run(["nnUNetv2_train", "999", "3d_fullres", "0", "-tr", RETRAIN, "-p", PLANS, "-device", "cpu"], env,
          logs / "retrain.txt")
     pred = root / "pred"
-    _run(["nnUNetv2_predict", "-i", str(held_in), "-o", str(pred), "-d", "4", "-c", "3d_fullres", "-f", "0",
+    _run(["nnUNetv2_predict", "-i", str(held_in), "-o", str(pred), "-d", "999", "-c", "3d_fullres", "-f", "0",
           "-tr", RETRAIN, "-p", PLANS, "-device", "cpu", "--disable_progress_bar"], env, logs / "predict.txt")
-    model = root / "res" / "Dataset004_Hippocampus" / f"{RETRAIN}__{PLANS}__3d_fullres"
+    model = root / "res" / DATASET / f"{RETRAIN}__{PLANS}__3d_fullres"
     _run(["nnUNetv2_evaluate_folder", str(held_gt), str(pred), "-djfile", str(model / "dataset.json"),
           "-pfile", str(model / "plans.json")], env, logs / "evaluate.txt")
     return {"root": root, "env": env, "search_fold": fold, "model": model, "pred": pred, "held_gt": held_gt,
@@ -91,7 +98,7 @@ def pipeline(tmp_path_factory):
 
 
 def test_scnas_plans_patch_divisible_by_8_and_share_preprocessed_data(pipeline):
-    pre = pipeline["root"] / "pre" / "Dataset004_Hippocampus"
+    pre = pipeline["root"] / "pre" / DATASET
     plans = json.loads((pre / f"{PLANS}.json").read_text())
     stock = json.loads((pre / "nnUNetPlans.json").read_text())
     cfg = plans["configurations"]["3d_fullres"]
@@ -106,13 +113,13 @@ def test_search_was_killed_mid_epoch_and_continued_to_a_genotype(pipeline):
     assert pipeline["killed_mid_epoch"], "the search ended before it could be killed mid-epoch"
     assert "epoch 1" in (pipeline["logs"] / "search_continued.txt").read_text().lower()
     genotype = Genotype.load(fold / "genotype.json")
-    assert genotype.provenance["dataset"] == "Dataset004_Hippocampus" and genotype.provenance["fold"] == 0
+    assert genotype.provenance["dataset"] == DATASET and genotype.provenance["fold"] == 0
     assert Genotype.load(fold / "genotype_latest.json").cells == genotype.cells
     history = json.loads((fold / "alpha_history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1]
     assert history[1]["tau"] < history[0]["tau"]
     split = json.loads((fold / "scnas_split.json").read_text())
-    splits = json.loads((pipeline["root"] / "pre" / "Dataset004_Hippocampus" / "splits_final.json").read_text())
+    splits = json.loads((pipeline["root"] / "pre" / DATASET / "splits_final.json").read_text())
     assert sorted(split["weights"] + split["architecture"]) == sorted(splits[0]["train"])
     assert not set(split["architecture"]) & set(split["weights"])
     assert len(split["architecture"]) == round(len(splits[0]["train"]) / 5)
@@ -177,7 +184,7 @@ def test_transfer_adapts_the_stem_to_another_channel_count(pipeline, monkeypatch
             monkeypatch.setenv(k, v)
     import torch
     from nnunet_scnas.trainers import nnUNetTrainerSCNASRetrain_smoke
-    pre = pipeline["root"] / "pre" / "Dataset004_Hippocampus"
+    pre = pipeline["root"] / "pre" / DATASET
     plans = json.loads((pre / f"{PLANS}.json").read_text())
     plans["continue_training"] = False  # nnU-Net's run_training adds this key
     dataset_json = json.loads((pre / "dataset.json").read_text())

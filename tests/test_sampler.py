@@ -103,11 +103,44 @@ def test_one_op_and_all_modes():
     assert (m > 0).all() and torch.allclose(m, torch.softmax(alpha, -1))
 
 
-def test_sampling_stays_float32_under_autocast():
-    alpha = torch.randn(14, N_OPS)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_sampling_stays_float32_under_autocast(dtype):
+    alpha = torch.randn(14, N_OPS, requires_grad=True)
+    with torch.autocast("cpu", dtype=dtype):
         w = sample_two_ops(alpha, 0.5, torch.Generator().manual_seed(10))
-    assert w.dtype == torch.float32
+        m = mixture_weights(alpha)
+    assert w.dtype == torch.float32 and m.dtype == torch.float32
+    # float32 keeps weights that float16 / bfloat16 would round: the pair still sums to 1 exactly enough
+    assert torch.allclose(w.sum(1), torch.ones(14), atol=1e-6)
+
+
+@pytest.mark.parametrize("tau", [1e-3, 1e-4])
+def test_tiny_tau_stays_finite_with_finite_gradients(tau):
+    alpha = (5 * torch.randn(14, N_OPS)).requires_grad_()
+    w = sample_two_ops(alpha, tau, torch.Generator().manual_seed(11))
+    assert torch.isfinite(w).all() and ((w > 0).sum(1) == 2).all()
+    (w * torch.randn(14, N_OPS)).sum().backward()
+    assert torch.isfinite(alpha.grad).all()
+
+
+def test_non_finite_gumbel_noise_is_redrawn(monkeypatch):
+    """A non-finite draw (e.g. a faulty RNG kernel) is replaced, never passed on as a NaN weight."""
+    from nnunet_scnas import sampler
+    real_rand, calls = torch.rand, []
+
+    def bad_then_good(*args, **kwargs):
+        u = real_rand(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            u[0, 0] = float("nan")
+        return u
+    monkeypatch.setattr(sampler.torch, "rand", bad_then_good)
+    w = sample_two_ops(torch.zeros(14, N_OPS), 1.0, torch.Generator().manual_seed(12))
+    assert len(calls) == 2 and torch.isfinite(w).all()
+
+    monkeypatch.setattr(sampler.torch, "rand", lambda *a, **k: torch.full(a[0], float("nan")))
+    with pytest.raises(FloatingPointError, match="Gumbel noise was not finite"):
+        sample_two_ops(torch.zeros(14, N_OPS), 1.0)
 
 
 def test_non_finite_alpha_is_refused():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 
 import pytest
 import torch
@@ -150,3 +151,25 @@ def test_loading_another_folds_weights_rebuilds_the_cells():
     assert a.genotype.cells == b.genotype.cells
     x = torch.randn(1, 1, 24, 24, 24)
     assert torch.equal(a(x), b(x))
+
+
+def test_transfer_retrain_needs_the_genotype_from_the_environment(results, tmp_path, monkeypatch):
+    from nnunet_scnas.trainers import nnUNetTrainerSCNASRetrain_transfer
+    monkeypatch.delenv("SCNAS_GENOTYPE", raising=False)
+    with pytest.raises(SCNASUsageError, match="set SCNAS_GENOTYPE="):
+        nnUNetTrainerSCNASRetrain_transfer(_plans(), "3d_fullres", 0, DATASET, torch.device("cpu"))
+    path = tmp_path / "g.json"
+    _genotype().save(path)
+    monkeypatch.setenv("SCNAS_GENOTYPE", str(path))
+    trainer = nnUNetTrainerSCNASRetrain_transfer(_plans(), "3d_fullres", 0, DATASET, torch.device("cpu"))
+    assert trainer.genotype.cells == _genotype().cells and "$SCNAS_GENOTYPE" in trainer.genotype_source
+
+
+def test_fold_too_small_for_the_4_to_1_split_says_so(results):
+    from nnunet_scnas.trainers import nnUNetTrainerSCNASSearch
+    trainer = nnUNetTrainerSCNASSearch(_plans(), "3d_fullres", 0, DATASET, torch.device("cpu"))
+    os.makedirs(trainer.output_folder, exist_ok=True)
+    with pytest.raises(SCNASUsageError, match="fold 0 has 4 training cases; .* needs at least 5"):
+        trainer._weight_arch_split([f"c{i}" for i in range(4)])
+    weights, arch = trainer._weight_arch_split([f"c{i}" for i in range(5)])
+    assert len(weights) == 4 and len(arch) == 1

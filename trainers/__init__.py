@@ -25,6 +25,7 @@ from .variants import (  # noqa: E402
     nnUNetTrainerSCNASRetrain_20epochs,
     nnUNetTrainerSCNASRetrain_nnUNetRecipe,
     nnUNetTrainerSCNASRetrain_smoke,
+    nnUNetTrainerSCNASRetrain_transfer,
     nnUNetTrainerSCNASSearch_5epochs,
     nnUNetTrainerSCNASSearch_20epochs,
     nnUNetTrainerSCNASSearch_nnUNetLoss,
@@ -36,7 +37,7 @@ __all__ = [
     "nnUNetTrainerSCNASSearch_5epochs", "nnUNetTrainerSCNASSearch_20epochs",
     "nnUNetTrainerSCNASRetrain_5epochs", "nnUNetTrainerSCNASRetrain_20epochs",
     "nnUNetTrainerSCNASSearch_nnUNetLoss", "nnUNetTrainerSCNASRetrain_nnUNetRecipe",
-    "nnUNetTrainerSCNASSearch_smoke", "nnUNetTrainerSCNASRetrain_smoke",
+    "nnUNetTrainerSCNASSearch_smoke", "nnUNetTrainerSCNASRetrain_smoke", "nnUNetTrainerSCNASRetrain_transfer",
     "nnUNetTrainerSCNASSearch_demoCPU", "nnUNetTrainerSCNASRetrain_demoCPU", "nnUNetTrainer_demoCPU",
     "nnUNetTrainerSCNASSearch_demoGPU", "nnUNetTrainerSCNASRetrain_demoGPU", "nnUNetTrainer_demoGPU",
 ]

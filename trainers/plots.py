@@ -9,9 +9,11 @@ import matplotlib
 matplotlib.use("agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from nnunet_scnas.diagram import default_style  # noqa: E402
 from nnunet_scnas.genotypes import CELL_TYPES  # noqa: E402
 
 
+@default_style
 def plot_search_progress(log: dict, output_folder: str) -> None:
     n = len(log["tau"])
     x = list(range(n))

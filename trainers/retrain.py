@@ -26,8 +26,8 @@ class nnUNetTrainerSCNASRetrain(SCNASTrainerBase):
     plateau_factor = 0.2
     plateau_patience = 30
     min_lr = 1e-7
-    #: whose search result is the default genotype
-    search_trainer_name = "nnUNetTrainerSCNASSearch"
+    #: whose search result is the default genotype (None: only $SCNAS_GENOTYPE)
+    search_trainer_name: str | None = "nnUNetTrainerSCNASSearch"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -51,6 +51,9 @@ class nnUNetTrainerSCNASRetrain(SCNASTrainerBase):
             path, why = frozen, "frozen at the first start of this fold"
         elif env:
             path, why = env, f"${GENOTYPE_ENV}"
+        elif self.search_trainer_name is None:
+            raise SCNASUsageError(f"{self.__class__.__name__} retrains a genotype from another task: set "
+                                  f"{GENOTYPE_ENV}=/path/to/genotype.json")
         else:
             path, why = self.search_result_path(), f"search result of {self.search_trainer_name}"
             if not isfile(path):

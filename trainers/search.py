@@ -4,14 +4,31 @@ Each iteration: an architecture step (alpha) on a batch of the fold's architectu
 a weight step (Theta) on a batch of its weight cases; every forward pass draws a fresh
 architecture with Algorithm 1. One Adam holds both parameter groups with the paper's
 hyperparameters; a step only moves the group whose gradients it computed.
+
+Determinism and resume: the initial network, every architecture draw and every epoch's data
+(batches, crops, augmentation) come from seeds derived from (``search_seed``, fold, epoch,
+...), and the checkpoint of every epoch holds everything else (weights, alpha, both Adam
+states, logger; the plateau counters are replayed). So ``--c`` after a kill continues exactly
+where an uninterrupted run would be -- on a CPU with ``nnUNet_n_proc_DA=0`` bit for bit. With
+background augmentation workers (nnU-Net's NonDetMultiThreadedAugmenter, the default) even two
+uninterrupted runs differ, and on a GPU so do cuDNN's kernels (nnU-Net turns on
+``cudnn.benchmark``); see docs/DESIGN.md.
+
+Distributed (``-num_gpus N``): every rank draws the same architectures (the draws' seeds do not
+depend on the rank), samples its own share of every batch and averages the gradients of the
+group it steps, so weights and alpha stay identical on all ranks. nnU-Net's DDP wrapper is not
+used: its reducer cannot serve a backward pass that computes only one group's gradients.
 """
 from __future__ import annotations
 
 import hashlib
 import math
+import random
+from typing import Iterable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json
 from nnunetv2.utilities.helpers import dummy_context
 
@@ -46,6 +63,32 @@ def split_weights_arch(keys: list[str], seed: int) -> tuple[list[str], list[str]
     return weights, arch
 
 
+class ReplicatedNetwork(torch.nn.Module):
+    """What DDP gives nnU-Net, minus the reducer that cannot serve ``backward(inputs=one group)``:
+    rank 0's weights, alpha and buffers on every rank at the start, ``.module`` for nnU-Net's DDP
+    code paths (checkpoints, deep supervision), and gradient averaging that the trainer calls
+    for the group it steps."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def average_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
+        """Mean over ranks, in one all-reduce. Every rank ran the same ops, so the same parameters
+        have gradients everywhere (those of ops not drawn have none)."""
+        grads = [p.grad for p in params if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= dist.get_world_size()
+        for g, mean in zip(grads, flat.split([g.numel() for g in grads])):
+            g.copy_(mean.view_as(g))
+
+
 class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
     plateau_factor = 0.1
     plateau_patience = 20
@@ -53,6 +96,8 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        if self.is_ddp and device.type == "cpu":  # nnU-Net assumes one GPU per rank; a gloo group on CPUs keeps them
+            self.device, self.grad_scaler = device, None
         # paper, Sec. 3
         self.num_epochs = 200
         self.initial_lr = 0.025
@@ -75,14 +120,22 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
 
     # -- network and optimiser ---------------------------------------------------------------
     def initialize(self) -> None:
-        if self.is_ddp:
-            raise SCNASUsageError("distributed search (-num_gpus > 1) is not supported yet; search on one GPU")
         if self.checkpoint_cells is None:
             self.checkpoint_cells = self._needs_cell_checkpointing()
         self._set_architecture("nnunet_scnas.search_model.SearchNetwork", {
             "stem_channels": self.stem_channels, "sampling": self.sampling, "tau": self.tau_start,
             "checkpoint_cells": self.checkpoint_cells})
-        super().initialize()
+        self._seed_global_rngs("init")  # the same initial weights and alpha in every run
+        # nnU-Net's initialize, without its DDP wrapper; then what it sets differently under DDP
+        ddp, self.is_ddp = self.is_ddp, False
+        try:
+            super().initialize()
+        finally:
+            self.is_ddp = ddp
+        if ddp:
+            self.network = ReplicatedNetwork(self.network)
+            self._set_batch_size_and_oversample()  # each rank's share of the batch
+            self.loss = self._build_loss()  # batch Dice over all ranks
 
     def _needs_cell_checkpointing(self) -> bool:
         """Recompute each cell in backward only if the step would not fit the GPU without: it
@@ -125,7 +178,8 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
             raise SCNASUsageError(f"fold {self.fold} has {len(tr_keys)} training cases; the 4:1 split into weight "
                                   f"and architecture cases needs at least 5")
         weights, arch = split_weights_arch(tr_keys, self.search_seed + (0 if self.fold == "all" else int(self.fold)))
-        atomic_write_json({"weights": weights, "architecture": arch, "seed": self.search_seed}, path)
+        if self.local_rank == 0:  # the other ranks draw the same split
+            atomic_write_json({"weights": weights, "architecture": arch, "seed": self.search_seed}, path)
         return weights, arch
 
     def get_tr_and_val_datasets(self):
@@ -140,7 +194,9 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
 
     def get_dataloaders(self):
         """nnU-Net's loaders (its augmentation, oversampling, deep-supervision targets) for the weight
-        cases and the fold's validation cases, plus the same training pipeline on the architecture cases."""
+        cases and the fold's validation cases, plus the same training pipeline on the architecture cases.
+        Under DDP each draws batches of this rank's share of the batch size. The batch nnU-Net draws
+        here to start its loaders comes before the first epoch's seeding, so it shifts nothing."""
         self._loader_role = "weights"
         dl_weights, dl_val = super().get_dataloaders()
         self._loader_role = "architecture"
@@ -161,6 +217,30 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
                                    + genotype.describe())
             self._plot(lambda: render_genotype(genotype, join(self.output_folder, CELL_IMAGES_FOLDER)))
 
+    # -- seeds -------------------------------------------------------------------------------
+    def _derived_seed(self, *parts) -> int:
+        digest = hashlib.sha256("/".join(str(p) for p in (self.search_seed, self.fold, *parts)).encode()).digest()
+        return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+    def _seed_global_rngs(self, *parts) -> None:
+        """nnU-Net draws initial weights, cases, crops and augmentations from the global RNGs."""
+        seed = self._derived_seed(*parts)
+        random.seed(seed)
+        np.random.seed(seed % 2 ** 32)
+        torch.manual_seed(seed)
+
+    def on_epoch_start(self) -> None:
+        """Data of epoch e depends on (seed, fold, e, rank) only, so a run continued at an epoch
+        boundary sees the batches an uninterrupted one would; each rank draws its own."""
+        super().on_epoch_start()
+        self._seed_global_rngs("data", self.current_epoch, self.local_rank)
+
+    def _seed_sampler(self, step: str) -> None:
+        """Per-step generator: the same draws after a resume, and on every rank."""
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(self._derived_seed(self.current_epoch, self._iteration, step))
+        self._module().generator = gen
+
     # -- the bi-level step -------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
         tau = tau_schedule(self.current_epoch, self.num_epochs, self.arch_warmup_epochs, self.tau_start, self.tau_end)
@@ -171,15 +251,10 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
         self.print_to_log_file(f"tau {tau:.4f}" + (" (alpha warm-up: weights only)"
                                                     if self.current_epoch < self.arch_warmup_epochs else ""))
 
-    def _seed_sampler(self, step: str) -> None:
-        """Per-step generator: the same draws after a resume, and on every rank."""
-        digest = hashlib.sha256(f"{self.search_seed}/{self.fold}/{self.current_epoch}/{self._iteration}/{step}"
-                                .encode()).digest()
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
-        self._module().generator = gen
-
-    def _step(self, batch: dict, params: list[torch.nn.Parameter]) -> float:
+    def _step(self, batch: dict, params: list[torch.nn.Parameter], name: str) -> float:
+        """One step of ``params`` on a fresh draw. A non-finite loss or gradient skips it on every
+        rank alike (gradients are averaged before the check, so one rank's NaN reaches all)."""
+        self._seed_sampler(name)
         data = batch["data"].to(self.device, non_blocking=True)
         target = batch["target"]
         target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
@@ -187,29 +262,45 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
             loss = self.loss(self.network(data), target)
-        if not torch.isfinite(loss):
-            self.print_to_log_file(f"WARNING: non-finite loss {loss.item()} at epoch {self.current_epoch}, "
-                                   f"iteration {self._iteration}; step skipped")
-            return float("nan")
+        (self.grad_scaler.scale(loss) if self.grad_scaler is not None else loss).backward(inputs=params)
+        if self.is_ddp:
+            self.network.average_gradients(params)
         if self.grad_scaler is not None:
-            self.grad_scaler.scale(loss).backward(inputs=params)
             self.grad_scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(params, 12)
-            self.grad_scaler.step(self.optimizer)
+        finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(params, 12)))
+        if self.grad_scaler is not None:
+            self.grad_scaler.step(self.optimizer)  # skips non-finite gradients itself, and lowers the scale
             self.grad_scaler.update()
-        else:
-            loss.backward(inputs=params)
-            torch.nn.utils.clip_grad_norm_(params, 12)
+        elif finite:
             self.optimizer.step()
-        return loss.item()
+        value = loss.item()
+        if not finite:
+            what = f"loss {value}" if not math.isfinite(value) else "gradient"
+            self.print_to_log_file(f"WARNING: non-finite {what} in the {name} step at epoch {self.current_epoch}, "
+                                   f"iteration {self._iteration}; step skipped")
+        return value if math.isfinite(value) else float("nan")
+
+    def _alpha_step(self, batch: dict) -> float:
+        """The architecture step, undone if it still left a non-finite alpha (alpha and its Adam
+        state are small enough to copy at every step)."""
+        alphas = self._module().arch_parameters()
+        saved = [(a.detach().clone(), {k: v.clone() if torch.is_tensor(v) else v
+                                       for k, v in self.optimizer.state.get(a, {}).items()}) for a in alphas]
+        loss = self._step(batch, alphas, "alpha")
+        if bool(torch.stack([torch.isfinite(a).all() for a in alphas]).all()):
+            return loss
+        with torch.no_grad():
+            for a, (value, state) in zip(alphas, saved):
+                a.copy_(value)
+                self.optimizer.state[a] = state
+        self.print_to_log_file(f"WARNING: the alpha step at epoch {self.current_epoch}, iteration {self._iteration} "
+                               f"made alpha non-finite; step undone")
+        return float("nan")
 
     def train_step(self, batch: dict) -> dict:
-        net = self._module()
         if self.current_epoch >= self.arch_warmup_epochs:
-            self._seed_sampler("alpha")
-            self._arch_losses.append(self._step(next(self.dataloader_arch), net.arch_parameters()))
-        self._seed_sampler("weights")
-        loss = self._step(batch, net.weight_parameters())
+            self._arch_losses.append(self._alpha_step(next(self.dataloader_arch)))
+        loss = self._step(batch, self._module().weight_parameters(), "weights")
         self._iteration += 1
         return {"loss": np.array(loss)}
 
@@ -223,7 +314,12 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
     def on_epoch_end(self) -> None:
         net = self._module()
         epoch = self.current_epoch
-        arch_loss = float(np.nanmean(self._arch_losses)) if self._arch_losses else float("nan")
+        arch_losses = self._arch_losses
+        if self.is_ddp:
+            per_rank: list = [None] * dist.get_world_size()
+            dist.all_gather_object(per_rank, arch_losses)
+            arch_losses = [v for losses in per_rank for v in losses]
+        arch_loss = float(np.nanmean(arch_losses)) if arch_losses else float("nan")
         self.logger.log("tau", float(net.tau), epoch)
         self.logger.log("arch_losses", arch_loss, epoch)
         entropies = {}

@@ -39,6 +39,12 @@ class nnUNetTrainerSCNASRetrain_20epochs(nnUNetTrainerSCNASRetrain):
         self.num_epochs = 20
 
 
+class nnUNetTrainerSCNASRetrain_transfer(nnUNetTrainerSCNASRetrain):
+    """The retrain with a genotype found on another task ($SCNAS_GENOTYPE), in a results folder
+    of its own, so that it sits beside the per-task retrain in ``nnunet_scnas compare``."""
+    search_trainer_name = None
+
+
 class nnUNetTrainerSCNASSearch_nnUNetLoss(nnUNetTrainerSCNASSearch):
     """Ablation: nnU-Net's Dice + CE loss instead of the Jaccard distance. The optimisers stay the
     paper's: nnU-Net has no architecture optimiser to swap in."""

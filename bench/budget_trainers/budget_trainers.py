@@ -1,0 +1,78 @@
+"""Trainers of bench/hippocampus_budget.sh: SCNAS and stock nnU-Net on one iteration budget.
+
+Found by nnU-Net through nnUNet_extTrainer (the script sets it); not part of the package.
+Widths are not set here but in the plans the script writes (stock: features_per_stage matched
+to the retrained SCNAS network's FLOPs; both: batch 2), so that nnUNetv2_predict rebuilds
+exactly the trained networks. ``_budgetCPU`` is sized for 2 CPU cores, ``_budgetGPU`` for one GPU.
+"""
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_scnas.trainers import nnUNetTrainerSCNASRetrain, nnUNetTrainerSCNASSearch
+
+_CUDA = torch.device("cuda")
+
+
+class _Budget:
+    epochs, iterations = 4, 40  # 160 training iterations
+
+    def _budget(self) -> None:
+        # one loss for both (nnU-Net's Dice + CE): the paper's Jaccard alone needs a long schedule
+        self.use_jaccard_loss = False
+        self.num_epochs, self.num_iterations_per_epoch = self.epochs, self.iterations
+        self.num_val_iterations_per_epoch = 5
+
+
+class _GPU:
+    epochs, iterations = 100, 250
+
+
+class nnUNetTrainer_budgetCPU(_Budget, nnUNetTrainer):
+    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self._budget()
+
+
+class nnUNetTrainerSCNASSearch_budgetCPU(_Budget, nnUNetTrainerSCNASSearch):
+    epochs, iterations = 3, 15  # 45 bi-level steps
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self._budget()
+        self.stem_channels, self.arch_warmup_epochs = 8, 1
+
+
+class nnUNetTrainerSCNASRetrain_budgetCPU(_Budget, nnUNetTrainerSCNASRetrain):
+    """Adam 3e-3: the paper's 3e-4 is for 500 epochs, not 160 iterations."""
+    search_trainer_name = "nnUNetTrainerSCNASSearch_budgetCPU"
+    stem = 12
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self._budget()
+        self.stem_channels, self.initial_lr = self.stem, 3e-3
+
+
+class nnUNetTrainerSCNASRetrain_budgetCPUTransfer(nnUNetTrainerSCNASRetrain_budgetCPU):
+    """The demo's genotype (found on synthetic BraTS-like data), via $SCNAS_GENOTYPE."""
+
+
+class nnUNetTrainer_budgetGPU(_GPU, nnUNetTrainer_budgetCPU):
+    pass
+
+
+class nnUNetTrainerSCNASSearch_budgetGPU(_GPU, nnUNetTrainerSCNASSearch_budgetCPU):
+    epochs, iterations = 50, 100
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.stem_channels, self.arch_warmup_epochs = 48, 5
+
+
+class nnUNetTrainerSCNASRetrain_budgetGPU(_GPU, nnUNetTrainerSCNASRetrain_budgetCPU):
+    search_trainer_name = "nnUNetTrainerSCNASSearch_budgetGPU"
+    stem = 68
+
+
+class nnUNetTrainerSCNASRetrain_budgetGPUTransfer(nnUNetTrainerSCNASRetrain_budgetGPU):
+    pass

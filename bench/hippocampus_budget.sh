@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# SCNAS against stock nnU-Net on real data at one budget (docs/BENCHMARKS.md, section 4).
+#
+# Hippocampus (../shared/data/Dataset004_Hippocampus, MSD Task04): the first NTRAIN (default 100)
+# cases become Dataset604_HippoBudget; the last 40 are held back (never planned, trained or validated on)
+# and predicted at the end. Fold 0 of nnU-Net's 5-fold split. Both methods get the same
+# training iterations (retrain = stock), batch 2, and networks of matched FLOPs (stock nnU-Net's
+# features_per_stage are scaled until its FLOPs at its patch match the retrained SCNAS network's).
+# The search's own iterations are reported separately. Also the demo's genotype (found on the
+# synthetic BraTS-like data) retrained here (transfer), if DEMO_GENOTYPE points to it.
+#
+#   bash bench/hippocampus_budget.sh                 # CPU: ~30 min on 2 cores (160 iterations each)
+#   SCALE=GPU bash bench/hippocampus_budget.sh       # GPU: stem 68 / 32 base features, 25k iterations
+#   DEMO_GENOTYPE=scnas_demo/nnUNet_results/.../genotype.json bash bench/hippocampus_budget.sh
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(dirname "$HERE")
+SHARED=${SHARED:-$REPO/../shared/data/Dataset004_Hippocampus}
+WORK=${WORK:-$PWD/hippocampus_budget}
+SCALE=${SCALE:-CPU}
+NTRAIN=${NTRAIN:-100}
+DEVICE=${DEVICE:-$([ "$SCALE" = GPU ] && echo cuda || echo cpu)}
+PY=${PYTHON:-python}
+BIN=$(dirname "$(command -v "$PY")")
+[ -d "$SHARED" ] || { echo "hippocampus_budget: no data at $SHARED (set SHARED=...)" >&2; exit 1; }
+export nnUNet_raw=$WORK/nnUNet_raw nnUNet_preprocessed=$WORK/nnUNet_preprocessed nnUNet_results=$WORK/nnUNet_results
+export nnUNet_extTrainer=$HERE/budget_trainers${nnUNet_extTrainer:+:$nnUNet_extTrainer}
+# one augmentation worker: on 2 cores more workers only fight the training's threads
+export nnUNet_n_proc_DA=${nnUNet_n_proc_DA:-1} nnUNet_def_n_proc=${nnUNet_def_n_proc:-2} PYTHONUNBUFFERED=1
+D=604; NAME=Dataset604_HippoBudget; RAW=$nnUNet_raw/$NAME
+mkdir -p "$WORK/logs" "$RAW/imagesTr" "$RAW/labelsTr" "$WORK/held_back/images" "$WORK/held_back/labels"
+step() { echo "[$(date +%H:%M:%S)] $*"; }
+run() { local log=$WORK/logs/$1.txt; shift; step "$* (log: $log)"; "$@" >"$log" 2>&1 || { tail -20 "$log"; echo "FAILED: $*" >&2; exit 1; }; }
+
+if [ ! -f "$RAW/dataset.json" ]; then
+  step "copying $NTRAIN training and 40 held-back cases"
+  mapfile -t CASES < <(ls "$SHARED/labelsTr" | sed 's/.nii.gz$//' | sort)
+  for c in "${CASES[@]:0:NTRAIN}"; do cp "$SHARED/imagesTr/${c}_0000.nii.gz" "$RAW/imagesTr/"; cp "$SHARED/labelsTr/$c.nii.gz" "$RAW/labelsTr/"; done
+  for c in "${CASES[@]:160:40}"; do cp "$SHARED/imagesTr/${c}_0000.nii.gz" "$WORK/held_back/images/"; cp "$SHARED/labelsTr/$c.nii.gz" "$WORK/held_back/labels/"; done
+  "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); d['numTraining']=int(sys.argv[3]); json.dump(d, open(sys.argv[2],'w'), indent=1)" "$SHARED/dataset.json" "$RAW/dataset.json" "$NTRAIN"
+fi
+[ -f "$nnUNet_preprocessed/$NAME/nnUNetPlans.json" ] || run plan "$BIN/nnUNetv2_plan_and_preprocess" -d $D -c 3d_fullres -np 2
+[ -f "$nnUNet_preprocessed/$NAME/nnUNetPlansSCNAS.json" ] || run plan_scnas "$BIN/nnUNetv2_plan_scnas" -d $D
+# batch 2 for both (nnU-Net plans batch 9 here: too slow on a CPU, and the budget must match)
+"$PY" - "$nnUNet_preprocessed/$NAME" <<'PY'
+import json, sys
+folder = sys.argv[1]
+p = json.load(open(f"{folder}/nnUNetPlansSCNAS.json"))
+p["plans_name"] = "nnUNetPlansSCNASBudget"
+p["configurations"]["3d_fullres"]["batch_size"] = 2
+json.dump(p, open(f"{folder}/nnUNetPlansSCNASBudget.json", "w"), indent=1)
+PY
+T="$BIN/nnUNetv2_train $D 3d_fullres 0 --c -device $DEVICE"
+run search $T -tr nnUNetTrainerSCNASSearch_budget$SCALE -p nnUNetPlansSCNASBudget
+run retrain $T -tr nnUNetTrainerSCNASRetrain_budget$SCALE -p nnUNetPlansSCNASBudget
+GENOTYPE=$nnUNet_results/$NAME/nnUNetTrainerSCNASSearch_budget${SCALE}__nnUNetPlansSCNASBudget__3d_fullres/fold_0/genotype.json
+step "matching stock nnU-Net's width to the retrained network's FLOPs"
+"$PY" - "$nnUNet_preprocessed/$NAME" "$GENOTYPE" "$SCALE" <<'PY' | tee "$WORK/logs/match.txt"
+import copy, json, sys
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+from nnunet_scnas import Genotype, SCNASNetwork, count_flops
+folder, genotype, scale = sys.argv[1:]
+stem = 68 if scale == "GPU" else 12
+scnas = json.load(open(f"{folder}/nnUNetPlansSCNASBudget.json"))["configurations"]["3d_fullres"]
+target = count_flops(SCNASNetwork(1, 3, Genotype.load(genotype), stem, deep_supervision=False), [1, 1, *scnas["patch_size"]])
+plans = json.load(open(f"{folder}/nnUNetPlans.json"))
+cfg = plans["configurations"]["3d_fullres"]
+arch = cfg["architecture"]
+def flops(base):
+    kw = copy.deepcopy(arch["arch_kwargs"]); cap = kw["features_per_stage"][-1]
+    kw["features_per_stage"] = [min(base * 2 ** i, cap) for i in range(len(kw["features_per_stage"]))]
+    net = get_network_from_plans(arch["network_class_name"], kw, arch["_kw_requires_import"], 1, 3, allow_init=False, deep_supervision=False)
+    return count_flops(net, [1, 1, *cfg["patch_size"]]), kw
+best = min(range(2, 33), key=lambda b: abs(flops(b)[0] - target))
+f, kw = flops(best)
+print(f"SCNAS stem {stem}: {target / 1e9:.2f} GFLOPs per patch {scnas['patch_size']}; stock base {best}: {f / 1e9:.2f} GFLOPs per patch {cfg['patch_size']}")
+cfg["architecture"]["arch_kwargs"] = kw
+cfg["batch_size"] = 2
+plans["plans_name"] = "nnUNetPlansBudget"
+json.dump(plans, open(f"{folder}/nnUNetPlansBudget.json", "w"), indent=1)
+PY
+run stock $T -tr nnUNetTrainer_budget$SCALE -p nnUNetPlansBudget
+PAIRS="nnUNetTrainer_budget$SCALE:nnUNetPlansBudget nnUNetTrainerSCNASRetrain_budget$SCALE:nnUNetPlansSCNASBudget"
+if [ -n "${DEMO_GENOTYPE:-}" ]; then
+  SCNAS_GENOTYPE=$DEMO_GENOTYPE run transfer $T -tr nnUNetTrainerSCNASRetrain_budget${SCALE}Transfer -p nnUNetPlansSCNASBudget
+  PAIRS="$PAIRS nnUNetTrainerSCNASRetrain_budget${SCALE}Transfer:nnUNetPlansSCNASBudget"
+fi
+for pair in $PAIRS; do
+  tr=${pair%%:*}; pl=${pair##*:}; out=$WORK/held_back/pred_$tr
+  run "predict_$tr" "$BIN/nnUNetv2_predict" -i "$WORK/held_back/images" -o "$out" -d $D -c 3d_fullres -f 0 -tr "$tr" -p "$pl" -device "$DEVICE" -npp 1 -nps 1 --disable_progress_bar
+  run "evaluate_$tr" "$BIN/nnUNetv2_evaluate_folder" "$WORK/held_back/labels" "$out" -djfile "$out/dataset.json" -pfile "$out/plans.json" -np 1
+done
+TR_ARGS=(); for pair in $PAIRS; do TR_ARGS+=(-tr "$pair"); done
+run compare "$BIN/nnunet_scnas" compare -d $D -c 3d_fullres -f 0 "${TR_ARGS[@]}" -o "$WORK/report"
+cat "$WORK/logs/compare.txt"
+step "held-back cases (40, never seen): Dice per label (1 anterior, 2 posterior), mean"
+for pair in $PAIRS; do
+  tr=${pair%%:*}
+  "$PY" -c "import json,sys; s=json.load(open(sys.argv[1])); m=s['mean']; print(f\"{sys.argv[2]:48s} {m['1']['Dice']:.4f} {m['2']['Dice']:.4f} mean {s['foreground_mean']['Dice']:.4f}\")" "$WORK/held_back/pred_$tr/summary.json" "$tr"
+done | tee "$WORK/report/held_back.txt"
+grep -h "Epoch time\|Training done" "$WORK"/logs/{search,retrain,stock}.txt | tail -3 || true

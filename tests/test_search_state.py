@@ -1,0 +1,114 @@
+"""Search trainer state without data: the step's guards (a non-finite loss, gradient or alpha never
+reaches alpha, with and without a grad scaler: the CUDA AMP branch, run by a CPU GradScaler) and
+what a checkpoint round trip restores."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nnunet_scnas import SearchNetwork
+from nnunet_scnas.trainers import nnUNetTrainerSCNASSearch
+
+PLANS = {
+    "dataset_name": "Dataset991_Toy", "plans_name": "nnUNetPlans",
+    "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [24, 24, 24],
+    "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+    "configurations": {"3d_fullres": {
+        "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 1,
+        "patch_size": [24, 24, 24], "median_image_size_in_voxels": [24, 24, 24], "spacing": [1.0, 1.0, 1.0],
+        "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
+        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
+        "resampling_fn_data_kwargs": {}, "resampling_fn_seg_kwargs": {},
+        "resampling_fn_probabilities": "resample_data_or_seg_to_shape", "resampling_fn_probabilities_kwargs": {},
+        "batch_dice": False,
+        "architecture": {"network_class_name": "x", "arch_kwargs": {}, "_kw_requires_import": []}}},
+    "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
+    "foreground_intensity_properties_per_channel": {}, "continue_training": False,
+}
+DATASET = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, "a": 1}, "numTraining": 10,
+           "file_ending": ".nii.gz"}
+BATCH = {"data": torch.randn(1, 1, 24, 24, 24), "target": torch.zeros(1, 1, 24, 24, 24)}
+
+
+def _make_trainer(scaler: bool) -> nnUNetTrainerSCNASSearch:
+    """A search trainer with a stem-4 supernet and its Adam, not wired to any data."""
+    t = nnUNetTrainerSCNASSearch(dict(PLANS), "3d_fullres", 0, DATASET, torch.device("cpu"))
+    t.network = SearchNetwork(1, 2, stem_channels=4)
+    t.optimizer, t.lr_scheduler = t.configure_optimizers()
+    t.grad_scaler = torch.amp.GradScaler("cpu") if scaler else None
+    t.loss = lambda outputs, target: outputs[0].float().mean()
+    t.was_initialized = True
+    return t
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convs: threads only add waiting, badly so on a busy machine
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=["no scaler", "grad scaler"])
+def trainer(request, tmp_path, monkeypatch):
+    monkeypatch.setenv("nnUNet_results", str(tmp_path))
+    t = _make_trainer(request.param == "grad scaler")
+    t._step(BATCH, t._module().arch_parameters(), "alpha")  # an Adam state to protect
+    return t
+
+
+def _alpha_and_state(t) -> list:
+    alphas = t._module().arch_parameters()
+    return [(a.detach().clone(), {k: v.clone() for k, v in t.optimizer.state[a].items()}) for a in alphas]
+
+
+def _assert_unchanged(t, before) -> None:
+    for a, (value, state) in zip(t._module().arch_parameters(), before):
+        assert torch.equal(a, value)
+        assert state.keys() == t.optimizer.state[a].keys()
+        assert all(torch.equal(v, t.optimizer.state[a][k]) for k, v in state.items())
+
+
+@pytest.mark.parametrize("loss, logged", [
+    (lambda outputs, target: outputs[0].mean() * float("nan"), "non-finite loss nan"),
+    (lambda outputs, target: (outputs[0].mean() * 0).abs().sqrt(), "non-finite gradient"),  # loss 0, grad 0 * inf
+])
+def test_non_finite_loss_or_gradient_skips_the_step_and_is_logged(trainer, loss, logged, capsys):
+    before = _alpha_and_state(trainer)
+    trainer.loss = loss
+    trainer._alpha_step(BATCH)
+    _assert_unchanged(trainer, before)
+    assert f"{logged} in the alpha step" in capsys.readouterr().out
+
+
+def test_an_alpha_step_that_makes_alpha_non_finite_is_undone(trainer, capsys):
+    before = _alpha_and_state(trainer)
+    trainer.optimizer.param_groups[1]["lr"] = float("inf")
+    assert math.isnan(trainer._alpha_step(BATCH))
+    _assert_unchanged(trainer, before)
+    assert "step undone" in capsys.readouterr().out
+    trainer.optimizer.param_groups[1]["lr"] = 3e-3
+    trainer._alpha_step(BATCH)
+    assert not torch.equal(trainer._module().arch_parameters()[0], before[0][0])  # later steps still move alpha
+
+
+def test_checkpoint_round_trip_restores_both_adam_groups_alpha_and_the_best_ema(tmp_path, monkeypatch):
+    monkeypatch.setenv("nnUNet_results", str(tmp_path))
+    t = _make_trainer(scaler=False)
+    t._alpha_step(BATCH)
+    t._step(BATCH, t._module().weight_parameters(), "weights")
+    for epoch, ema in enumerate([0.2, 0.5, float("nan"), 0.4]):
+        t.logger.log("ema_fg_dice", ema, epoch)
+    t._best_ema = 0.2  # as in checkpoint_latest: written before the epoch's best update
+    t.save_checkpoint(str(tmp_path / "c.pth"))
+    u = _make_trainer(scaler=False)
+    u.load_checkpoint(str(tmp_path / "c.pth"))
+    assert u._best_ema == 0.5
+    assert all(torch.equal(a, b) for a, b in zip(t._module().state_dict().values(), u._module().state_dict().values()))
+    sa, sb = t.optimizer.state_dict(), u.optimizer.state_dict()
+    assert sa["param_groups"] == sb["param_groups"] and len(sa["param_groups"]) == 2
+    assert sa["state"].keys() == sb["state"].keys()
+    assert all(torch.equal(v, sb["state"][i][k]) for i, st in sa["state"].items() for k, v in st.items())
+    assert "state_dict" not in vars(u.network)  # the key-matching shortcut is gone again
