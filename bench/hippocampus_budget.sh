@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SCNAS against stock nnU-Net on real data at one budget (docs/BENCHMARKS.md, section 4).
+# SCNAS against stock nnU-Net on real data at one budget (docs/BENCHMARKS.md, section 3).
 #
 # Hippocampus (../shared/data/Dataset004_Hippocampus, MSD Task04): the first NTRAIN (default 100)
 # cases become Dataset604_HippoBudget; the last 40 are held back (never planned, trained or validated on)

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ._io import atomic_write_json
 
@@ -36,7 +36,6 @@ class Stage:
     command: list[str] | None = None   # an nnU-Net / nnunet_scnas console command, or None: in-process
     epochs: int = 0                    # > 0: a training stage whose "Epoch N" lines show progress
     expected_s: float = 60.0           # first guess of its duration, for the time-left estimate
-    env: dict[str, str] = field(default_factory=dict)
 
 
 def _tool(name: str) -> str:
