@@ -66,8 +66,9 @@ def workspace(tmp_path_factory):
 
 
 def _constant_floor(gt_folder: Path, keys: list[str], dataset_json: dict) -> float:
-    """Twice the best mean foreground Dice of a prediction that ignores the image (one label
-    everywhere): what a network that learned nothing can score. Ignore-label voxels excluded."""
+    """The best mean foreground Dice of a prediction that ignores the image (one label
+    everywhere): what a network that learned nothing can score. Ignore-label voxels excluded.
+    (The pipeline test, with a longer budget, asks for twice this.)"""
     import SimpleITK as sitk
     labels = {k: v for k, v in dataset_json["labels"].items() if k not in ("background", "ignore")}
     ignore = dataset_json["labels"].get("ignore")
@@ -83,7 +84,7 @@ def _constant_floor(gt_folder: Path, keys: list[str], dataset_json: dict) -> flo
             else:
                 dice.append(0.0)
         best = max(best, float(np.mean(dice)))
-    return 2 * best
+    return best
 
 
 @pytest.mark.parametrize("dataset_id", sorted(DATASETS, reverse=True))

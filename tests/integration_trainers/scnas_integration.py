@@ -26,5 +26,5 @@ class nnUNetTrainerSCNASRetrain_integration(nnUNetTrainerSCNASRetrain_smoke):
 
     def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 2, 20, 1
+        self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 2, 30, 1
         self.use_jaccard_loss = False
