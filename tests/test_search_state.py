@@ -3,7 +3,9 @@ reaches alpha, with and without a grad scaler: the CUDA AMP branch, run by a CPU
 what a checkpoint round trip restores."""
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,22 +13,10 @@ import torch
 from nnunet_scnas import SearchNetwork
 from nnunet_scnas.trainers import nnUNetTrainerSCNASSearch
 
-PLANS = {
-    "dataset_name": "Dataset991_Toy", "plans_name": "nnUNetPlans",
-    "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [24, 24, 24],
-    "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-    "configurations": {"3d_fullres": {
-        "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 1,
-        "patch_size": [24, 24, 24], "median_image_size_in_voxels": [24, 24, 24], "spacing": [1.0, 1.0, 1.0],
-        "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
-        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": {}, "resampling_fn_seg_kwargs": {},
-        "resampling_fn_probabilities": "resample_data_or_seg_to_shape", "resampling_fn_probabilities_kwargs": {},
-        "batch_dice": False,
-        "architecture": {"network_class_name": "x", "arch_kwargs": {}, "_kw_requires_import": []}}},
-    "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-    "foreground_intensity_properties_per_channel": {}, "continue_training": False,
-}
+# test_trainer_parts.py's toy plans at a 24^3 patch, batch 1
+PLANS = json.loads((Path(__file__).parent / "toy_plans.json").read_text())
+PLANS["configurations"]["3d_fullres"].update(patch_size=[24, 24, 24], batch_size=1)
+PLANS["continue_training"] = False
 DATASET = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, "a": 1}, "numTraining": 10,
            "file_ending": ".nii.gz"}
 BATCH = {"data": torch.randn(1, 1, 24, 24, 24), "target": torch.zeros(1, 1, 24, 24, 24)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,23 +15,8 @@ from nnunet_scnas.trainers.common import SCNASUsageError, TrainLossPlateau
 from nnunet_scnas.trainers.losses import SoftJaccardLoss
 from nnunet_scnas.trainers.search import split_weights_arch, tau_schedule
 
-PLANS = {
-    "dataset_name": "Dataset990_Toy", "plans_name": "nnUNetPlans",
-    "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [40, 56, 40],
-    "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-    "configurations": {"3d_fullres": {
-        "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-        "patch_size": [40, 56, 40], "median_image_size_in_voxels": [40, 56, 40], "spacing": [1.0, 1.0, 1.0],
-        "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
-        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": {}, "resampling_fn_seg_kwargs": {},
-        "resampling_fn_probabilities": "resample_data_or_seg_to_shape", "resampling_fn_probabilities_kwargs": {},
-        "batch_dice": False,
-        "architecture": {"network_class_name": "x", "arch_kwargs": {"strides": [[1, 1, 1]] + [[2, 2, 2]] * 3},
-                         "_kw_requires_import": []}}},
-    "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-    "foreground_intensity_properties_per_channel": {},
-}
+# nnU-Net plans of a toy dataset (no data behind them), shared with test_search_state.py
+PLANS = json.loads((Path(__file__).parent / "toy_plans.json").read_text())
 DATASET = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, "a": 1, "b": 2}, "numTraining": 10,
            "file_ending": ".nii.gz"}
 
