@@ -13,18 +13,18 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .genotypes import EDGES, N_INPUTS, N_NODES
-from .operations import NEGATIVE_SLOPE, OPS, ZERO_INDEX, PreActivatedOp, make_op
+from .operations import OPS, ZERO_INDEX, LeakyReLU, PreActivatedOp, leaky_relu, make_op
 
 # how a cell type moves the resolution: output level = input level + LEVEL_STEP
 LEVEL_STEP = {"enc_normal": 0, "reduction": 1, "dec_normal": 0, "expansion": -1}
 
 
-class Preprocess(nn.Sequential):
-    """LeakyReLU -> conv that maps ``c_in`` to ``c_out`` and moves ``shift`` levels -> InstanceNorm."""
+class Preprocess(PreActivatedOp):
+    """LeakyReLU -> conv that maps ``c_in`` to ``c_out`` and moves ``shift`` levels -> InstanceNorm.
+    Cells call ``after_activation``: the U-Net activates each cell output once for all its readers."""
 
     def __init__(self, c_in: int, c_out: int, shift: int):
         if shift == 0:
@@ -35,7 +35,7 @@ class Preprocess(nn.Sequential):
             conv = nn.ConvTranspose3d(c_in, c_out, 2, stride=2, bias=False)
         else:
             raise ValueError(f"a cell input can move at most one level, got {shift}")
-        super().__init__(nn.LeakyReLU(NEGATIVE_SLOPE), conv, nn.InstanceNorm3d(c_out, affine=True))
+        super().__init__(LeakyReLU(), conv, nn.InstanceNorm3d(c_out, affine=True))
 
 
 class NodeInput:
@@ -53,7 +53,7 @@ class NodeInput:
             y = op(self.raw)
             return y if weight is None else weight * y
         if self._activated is None:
-            self._activated = F.leaky_relu(self.raw, NEGATIVE_SLOPE)
+            self._activated = leaky_relu(self.raw)
         return op.after_activation(self._activated, weight)
 
 
@@ -97,7 +97,8 @@ class _Cell(nn.Module):
         raise NotImplementedError
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, *edge_args) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        """``s0``, ``s1``: the cell inputs after LeakyReLU (``operations.leaky_relu``)."""
+        states = [self.preprocess0.after_activation(s0), self.preprocess1.after_activation(s1)]
         inputs = [NodeInput(s) for s in states]
         n, _, *spatial = states[1].shape
         if self.cell_type == "reduction":

@@ -20,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .cells import LEVEL_STEP, _Cell
 from .genotypes import CELL_TYPES
-from .operations import NEGATIVE_SLOPE
+from .operations import NEGATIVE_SLOPE, LeakyReLU
 
 N_DOWNSAMPLINGS = 3
 DIVISOR = 2 ** N_DOWNSAMPLINGS
@@ -94,9 +94,12 @@ class CellUNet(nn.Module):
         n_enc = 2 * N_DOWNSAMPLINGS
         self.encoder = nn.ModuleList(cells[:n_enc])
         # heads on the decoder-normal cells, coarse to fine (as nnU-Net's UNetDecoder)
-        heads = nn.ModuleList(nn.Sequential(nn.LeakyReLU(NEGATIVE_SLOPE), nn.Conv3d(widths[n], num_classes, 1))
+        heads = nn.ModuleList(nn.Sequential(LeakyReLU(), nn.Conv3d(widths[n], num_classes, 1))
                               for n in range(n_enc + 2, len(CELL_SEQUENCE) + 1, 2))
         self.decoder = Decoder(nn.ModuleList(cells[n_enc:]), heads, deep_supervision)
+        # every reader of a cell output (the next two cells' preprocessing, a head) starts with
+        # this LeakyReLU: it runs once per output, and autograd keeps one activated copy
+        self.activation = LeakyReLU()
 
     def cell_inputs(self) -> dict[str, tuple]:
         """Extra arguments per cell type for this forward pass (sampled weights in the supernet)."""
@@ -111,19 +114,26 @@ class CellUNet(nn.Module):
         check_spatial_size(x.shape[2:])
         args = self.cell_inputs()
         outs = [self.stem(x)]
+        activated: dict[int, torch.Tensor] = {}
+
+        def act(k: int) -> torch.Tensor:
+            if k not in activated:
+                activated[k] = self.activation(outs[k])
+            return activated[k]
+
         for cell in self.encoder:
-            outs.append(self._run(cell, outs[max(len(outs) - 2, 0)], outs[-1], args[cell.cell_type]))
+            outs.append(self._run(cell, act(max(len(outs) - 2, 0)), act(len(outs) - 1), args[cell.cell_type]))
         logits = []
         heads = iter(self.decoder.seg_layers)
         n_total = len(CELL_SEQUENCE)
         for cell in self.decoder.cells:
             n = len(outs)
-            s1 = outs[n - 1] + outs[n_total - n]
-            outs.append(self._run(cell, outs[n - 2], s1, args[cell.cell_type]))
+            s1 = self.activation(outs[n - 1] + outs[n_total - n])
+            outs.append(self._run(cell, act(n - 2), s1, args[cell.cell_type]))
             if cell.cell_type == "dec_normal":
                 head = next(heads)
                 if self.decoder.deep_supervision or n == n_total:
-                    logits.append(head(outs[-1]))
+                    logits.append(head[1](act(n)))  # head = LeakyReLU -> 1x1x1 conv
         logits.reverse()
         return logits if self.decoder.deep_supervision else logits[0]
 

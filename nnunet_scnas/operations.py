@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cpu_inference import avg_pool3x3x3, dilated_depthwise_conv3x3x3, max_pool3x3x3, use_cpu_inference_kernels
+
 #: The eight candidate ops, in the order of the columns of every alpha table.
 OPS: tuple[str, ...] = (
     "conv_3x3x3",
@@ -26,6 +28,40 @@ OPS: tuple[str, ...] = (
 )
 ZERO_INDEX: int = OPS.index("zero")
 NEGATIVE_SLOPE = 1e-2  # nnU-Net's LeakyReLU slope
+
+
+class _LeakyReLUSavingOutput(torch.autograd.Function):
+    """LeakyReLU whose backward reads the sign from the output, as an in-place LeakyReLU does
+    (exact: the slope is positive). Autograd then need not keep the input alive: a cell's
+    concatenated output, a decoder sum or a node only read by conv ops is freed after use."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = F.leaky_relu(x, NEGATIVE_SLOPE)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        y, = ctx.saved_tensors
+        return torch.ops.aten.leaky_relu_backward(grad, y, NEGATIVE_SLOPE, True)
+
+
+def leaky_relu(x: torch.Tensor) -> torch.Tensor:
+    """nnU-Net's LeakyReLU (slope 1e-2); in training, autograd stores its output only."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _LeakyReLUSavingOutput.apply(x)
+    return F.leaky_relu(x, NEGATIVE_SLOPE)
+
+
+class LeakyReLU(nn.LeakyReLU):
+    """``nn.LeakyReLU(1e-2)`` through ``leaky_relu``."""
+
+    def __init__(self):
+        super().__init__(NEGATIVE_SLOPE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return leaky_relu(x)
 
 
 def _norm(channels: int) -> nn.Module:
@@ -53,10 +89,23 @@ class ConvOp(PreActivatedOp):
 
     def __init__(self, channels: int, stride: int):
         super().__init__(
-            nn.LeakyReLU(NEGATIVE_SLOPE),
+            LeakyReLU(),
             nn.Conv3d(channels, channels, 3, stride, padding=1, bias=False),
             _norm(channels),
         )
+
+
+class DilatedDepthwiseConv3d(nn.Conv3d):
+    """Depthwise dilated 3x3x3 conv (padding = dilation, no bias); fast kernel for CPU inference."""
+
+    def __init__(self, channels: int, stride: int, dilation: int):
+        super().__init__(channels, channels, 3, stride, padding=dilation, dilation=dilation,
+                         groups=channels, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride[0] == 1 and use_cpu_inference_kernels(x, self.weight):
+            return dilated_depthwise_conv3x3x3(x, self.weight, self.dilation[0])
+        return super().forward(x)
 
 
 class SepDilConvOp(PreActivatedOp):
@@ -64,9 +113,8 @@ class SepDilConvOp(PreActivatedOp):
 
     def __init__(self, channels: int, stride: int, dilation: int):
         super().__init__(
-            nn.LeakyReLU(NEGATIVE_SLOPE),
-            nn.Conv3d(channels, channels, 3, stride, padding=dilation, dilation=dilation,
-                      groups=channels, bias=False),
+            LeakyReLU(),
+            DilatedDepthwiseConv3d(channels, stride, dilation),
             nn.Conv3d(channels, channels, 1, bias=False),
             _norm(channels),
         )
@@ -107,7 +155,7 @@ class _MaxPoolRecomputeIndices(torch.autograd.Function):
 class MaxPool(nn.Module):
     """max_pool_3x3x3, padding 1. On CUDA, where memory limits the search, training passes
     recompute the indices in backward; on the CPU that doubled the pooling time (the CPU's
-    bottleneck) for memory a CPU has, so it keeps them."""
+    bottleneck) for memory a CPU has, so it keeps them. CPU inference uses the separable kernel."""
 
     def __init__(self, stride: int):
         super().__init__()
@@ -116,7 +164,22 @@ class MaxPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.is_cuda and torch.is_grad_enabled() and x.requires_grad:
             return _MaxPoolRecomputeIndices.apply(x, self.stride)
+        if use_cpu_inference_kernels(x):
+            return max_pool3x3x3(x, self.stride)
         return F.max_pool3d(x, 3, self.stride, padding=1)
+
+
+class AvgPool(nn.Module):
+    """avg_pool_3x3x3, padding 1, padded voxels not counted; separable kernel for CPU inference."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if use_cpu_inference_kernels(x):
+            return avg_pool3x3x3(x, self.stride)
+        return F.avg_pool3d(x, 3, self.stride, padding=1, count_include_pad=False)
 
 
 # op name -> factory(channels, stride). 'zero' has no module: a zero edge contributes nothing
@@ -127,7 +190,7 @@ OP_FACTORIES: dict[str, Callable[[int, int], nn.Module]] = {
     "sep_dil_conv_3x3x3_r3": lambda c, s: SepDilConvOp(c, s, 3),
     "sep_dil_conv_3x3x3_r4": lambda c, s: SepDilConvOp(c, s, 4),
     "max_pool_3x3x3": lambda c, s: MaxPool(s),
-    "avg_pool_3x3x3": lambda c, s: nn.AvgPool3d(3, s, padding=1, count_include_pad=False),
+    "avg_pool_3x3x3": lambda c, s: AvgPool(s),
     "identity": lambda c, s: Identity(s),
 }
 

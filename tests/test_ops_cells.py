@@ -17,7 +17,7 @@ def test_conv_ops_are_leakyrelu_conv_instancenorm():
     assert [type(m).__name__ for m in conv] == ["LeakyReLU", "Conv3d", "InstanceNorm3d"]
     sep = make_op("sep_dil_conv_3x3x3_r3", 8)
     names = [type(m).__name__ for m in sep]
-    assert names == ["LeakyReLU", "Conv3d", "Conv3d", "InstanceNorm3d"]
+    assert names == ["LeakyReLU", "DilatedDepthwiseConv3d", "Conv3d", "InstanceNorm3d"]
     assert sep[1].groups == 8 and sep[1].dilation == (3, 3, 3) and sep[2].kernel_size == (1, 1, 1)
     assert make_op("zero", 8) is None
     with pytest.raises(ValueError, match="unknown op"):
@@ -113,3 +113,27 @@ def test_max_pool_with_recomputed_indices_has_the_same_gradient():
         got, = torch.autograd.grad(out, x, g)
         torch.testing.assert_close(out, torch.nn.functional.max_pool3d(x, 3, stride, 1))
         torch.testing.assert_close(got, ref)
+
+
+def test_leaky_relu_saving_its_output_has_torchs_gradient():
+    from nnunet_scnas.operations import leaky_relu
+    x = torch.tensor([-2.0, -0.0, 0.0, 1e-30, 3.0] * 3, requires_grad=True)
+    g = torch.randn(15)
+    ref, = torch.autograd.grad(torch.nn.functional.leaky_relu(x, 1e-2), x, g)
+    got, = torch.autograd.grad(leaky_relu(x), x, g)
+    assert torch.equal(got, ref)
+
+
+def test_training_keeps_no_raw_cell_output(random_genotype):
+    """Every reader of a cell output starts with LeakyReLU; autograd must keep only the activated
+    copy, never the concatenated raw output (the memory of docs/BENCHMARKS.md, section 1)."""
+    from nnunet_scnas import SCNASNetwork
+    from nnunet_scnas.search_model import SearchNetwork
+    for net in (SearchNetwork(2, 3, 8), SCNASNetwork(2, 3, random_genotype, 8)):
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(type(t.grad_fn).__name__) or t,
+                                                      lambda t: t):
+            out = net.train()(torch.randn(1, 2, 24, 24, 24))
+        assert "CatBackward0" not in saved
+        sum(o.sum() for o in out).backward()  # and the graph is complete
+        assert net.stem[0].weight.grad is not None

@@ -1,0 +1,89 @@
+"""Exact CPU inference kernels for the ops whose PyTorch CPU kernels are slow per FLOP.
+
+On the CPU, 3x3x3 max pooling costs about 5x, 3x3x3 average pooling and a dilated depthwise
+3x3x3 conv about 2x the time of a dense 3x3x3 conv at the same width (docs/BENCHMARKS.md,
+section 2), which made a derived network predict 3x slower than stock nnU-Net at equal FLOPs.
+The same results, computed with fast kernels:
+
+- pooling is separable: a 3x3x3 max (sum) is a max (sum) of 3 along each axis in turn, done
+  with in-place elementwise ops on shifted views; ``count_include_pad=False`` averages divide
+  by the product of the per-axis window counts;
+- a depthwise conv of dilation d is an undilated depthwise conv on the space-to-batch view
+  (the d^3 sub-grids of voxels d apart become batch entries), which oneDNN runs fast in
+  channels_last_3d.
+
+Used only for inference on the CPU (no autograd graph): in training the views and copies
+would be stored for backward, and CUDA's kernels have no such gap.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def use_cpu_inference_kernels(x: torch.Tensor, *params: torch.Tensor) -> bool:
+    """True if ``x`` is on the CPU and no gradient will be taken through this op."""
+    if x.device.type != "cpu":
+        return False
+    return not torch.is_grad_enabled() or not (x.requires_grad or any(p.requires_grad for p in params))
+
+
+def _window3(x: torch.Tensor, dim: int, stride: int, reduce: str) -> torch.Tensor:
+    """Max or sum of each voxel and its two neighbours along ``dim`` (missing neighbours skipped)."""
+    out = x.clone(memory_format=torch.contiguous_format)
+    n = x.shape[dim]
+    if n > 1:
+        op = torch.maximum if reduce == "max" else torch.add
+        right = out.narrow(dim, 1, n - 1)
+        op(right, x.narrow(dim, 0, n - 1), out=right)
+        left = out.narrow(dim, 0, n - 1)
+        op(left, x.narrow(dim, 1, n - 1), out=left)
+    if stride == 2:
+        out = out[(slice(None),) * dim + (slice(None, None, 2),)]
+    return out
+
+
+def _window_counts(n: int, stride: int, like: torch.Tensor) -> torch.Tensor:
+    counts = torch.full((n,), 3.0, dtype=like.dtype, device=like.device)
+    counts[0] -= 1
+    counts[-1] -= 1
+    return counts.clamp_min(1)[::stride]
+
+
+def max_pool3x3x3(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """``F.max_pool3d(x, 3, stride, padding=1)`` for even sizes (or stride 1), bit for bit."""
+    for dim in (2, 3, 4):
+        x = _window3(x, dim, stride, "max")
+    return x
+
+
+def avg_pool3x3x3(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """``F.avg_pool3d(x, 3, stride, padding=1, count_include_pad=False)`` up to float rounding."""
+    d, h, w = x.shape[2:]
+    for dim in (2, 3, 4):
+        x = _window3(x, dim, stride, "sum")
+    counts = (_window_counts(d, stride, x)[:, None, None] * _window_counts(h, stride, x)[None, :, None]
+              * _window_counts(w, stride, x)[None, None, :])
+    return x.div_(counts)
+
+
+def dilated_depthwise_conv3x3x3(x: torch.Tensor, weight: torch.Tensor, dilation: int) -> torch.Tensor:
+    """``F.conv3d(x, weight, padding=dilation, dilation=dilation, groups=C)`` at stride 1.
+
+    Voxels ``dilation`` apart form ``dilation**3`` interleaved sub-grids; on each, the dilated
+    conv is an undilated one with padding 1. Sizes are zero-padded to a multiple of the
+    dilation, which leaves the cropped result unchanged (the padding is zeros either way).
+    """
+    d = dilation
+    n, c, *size = x.shape
+    pad = [(-s) % d for s in size]
+    if any(pad):
+        x = F.pad(x, (0, pad[2], 0, pad[1], 0, pad[0]))
+    sd, sh, sw = ((s + p) // d for s, p in zip(size, pad))
+    # one copy into channels_last_3d sub-grids: (n * d^3, c, sd, sh, sw) with channels innermost
+    sub = x.reshape(n, c, sd, d, sh, d, sw, d).permute(0, 3, 5, 7, 2, 4, 6, 1)
+    sub = sub.reshape(n * d ** 3, sd, sh, sw, c).permute(0, 4, 1, 2, 3)
+    y = F.conv3d(sub, weight, padding=1, groups=c)
+    y = y.permute(0, 2, 3, 4, 1).reshape(n, d, d, d, sd, sh, sw, c)
+    y = y.permute(0, 7, 4, 1, 5, 2, 6, 3).reshape(n, c, sd * d, sh * d, sw * d)
+    return y[:, :, :size[0], :size[1], :size[2]] if any(pad) else y

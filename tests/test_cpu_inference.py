@@ -1,0 +1,57 @@
+"""The CPU inference kernels give what PyTorch's own kernels give, and are what inference runs."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nnunet_scnas import Genotype, SCNASNetwork
+from nnunet_scnas.cpu_inference import avg_pool3x3x3, dilated_depthwise_conv3x3x3, max_pool3x3x3
+from nnunet_scnas.operations import make_op
+
+SIZES = [(8, 8, 8), (5, 7, 9), (3, 4, 3), (6, 12, 4)]  # the coarsest level holds at least 3
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_pools_equal_torch(size, stride):
+    x = torch.randn(2, 3, *size)
+    assert torch.equal(max_pool3x3x3(x, stride), F.max_pool3d(x, 3, stride, padding=1))
+    ref = F.avg_pool3d(x, 3, stride, padding=1, count_include_pad=False)
+    out = avg_pool3x3x3(x, stride)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", SIZES + [(13, 8, 11)])
+@pytest.mark.parametrize("dilation", [2, 3, 4])
+def test_dilated_depthwise_conv_equals_torch(size, dilation):
+    x = torch.randn(2, 5, *size)
+    w = torch.randn(5, 1, 3, 3, 3)
+    ref = F.conv3d(x, w, padding=dilation, dilation=dilation, groups=5)
+    torch.testing.assert_close(dilated_depthwise_conv3x3x3(x, w, dilation), ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["sep_dil_conv_3x3x3_r3", "max_pool_3x3x3", "avg_pool_3x3x3"])
+def test_ops_use_the_kernels_only_without_autograd(name, monkeypatch):
+    import nnunet_scnas.operations as operations
+    calls = []
+    for kernel in ("max_pool3x3x3", "avg_pool3x3x3", "dilated_depthwise_conv3x3x3"):
+        original = getattr(operations, kernel)
+        monkeypatch.setattr(operations, kernel, lambda *a, _f=original: calls.append(1) or _f(*a))
+    op = make_op(name, 4, 1)
+    x = torch.randn(1, 4, 8, 8, 8, requires_grad=True)
+    trained = op(x)
+    assert not calls  # training: PyTorch's kernels, whose backward stores less
+    with torch.no_grad():
+        inferred = op(x)
+    assert calls
+    torch.testing.assert_close(inferred, trained.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_derived_network_inference_equals_the_reference_path():
+    genotype = Genotype.load("docs/example_genotype.json")
+    net = SCNASNetwork(2, 3, genotype, 8, deep_supervision=False).eval()
+    x = torch.randn(1, 2, 24, 32, 24)
+    with torch.no_grad():
+        fast = net(x)
+    reference = net(x.requires_grad_())  # autograd on: PyTorch's own kernels
+    torch.testing.assert_close(fast, reference.detach(), rtol=1e-4, atol=1e-4)
