@@ -8,14 +8,20 @@ its base feature count is chosen so that its FLOPs per patch are closest to SCNA
 alternate between the two networks; the last line is ``scnas/stock time=X flops=Y``.
 
     python bench/predict_time.py --genotype docs/example_genotype.json --stem 16
+    python bench/predict_time.py --code .bench_baseline ...   # another version of nnunet_scnas
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
 import torch
+
+from _code import check_code, use_code
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _stock(in_ch: int, classes: int, patch: list[int], base: int):
@@ -55,7 +61,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--mirror", action="store_true")
+    ap.add_argument("--code", default=REPO, help="folder to import nnunet_scnas from (to compare two versions)")
     a = ap.parse_args()
+    use_code(a.code)
     from nnunet_scnas import Genotype, SCNASNetwork, count_flops, count_parameters
     torch.set_num_threads(a.threads)
     patch = [int(v) for v in a.patch.split(",")]
@@ -66,7 +74,8 @@ def main() -> None:
     base = min(range(2, 65), key=lambda b: abs(count_flops(_stock(a.channels, a.classes, patch, b), shape) - f_scnas))
     stock = _stock(a.channels, a.classes, patch, base)
     f_stock = count_flops(stock, shape)
-    print(f"patch {patch}, volume {volume}, mirroring {a.mirror}, {a.threads} threads")
+    check_code(a.code)
+    print(f"patch {patch}, volume {volume}, mirroring {a.mirror}, {a.threads} threads, code {a.code}")
     print(f"SCNAS stem {a.stem}: {count_parameters(scnas) / 1e6:.2f} M params, {f_scnas / 1e9:.2f} GFLOPs per patch")
     print(f"stock PlainConvUNet base {base}: {count_parameters(stock) / 1e6:.2f} M params, "
           f"{f_stock / 1e9:.2f} GFLOPs per patch")

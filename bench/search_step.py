@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from _code import check_code, use_code
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MODES = ("two_op", "all", "one_op")
@@ -44,12 +46,7 @@ def _reset_cpu_peak() -> int:
 
 
 def _worker(a: argparse.Namespace) -> dict:
-    sys.path.insert(0, os.path.abspath(a.code))
-    # an installed nnunet_scnas (imported at start-up by its .pth; an editable install's finder)
-    # would otherwise shadow --code
-    sys.meta_path[:] = [f for f in sys.meta_path if "_EditableFinder" not in getattr(f, "__name__", "")]
-    for name in [m for m in sys.modules if m == "nnunet_scnas" or m.startswith("nnunet_scnas.")]:
-        del sys.modules[name]
+    use_code(a.code)
     import torch
     import torch.nn.functional as F
 
@@ -104,8 +101,7 @@ def _worker(a: argparse.Namespace) -> dict:
         step()
         times.append(time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else _status_bytes("VmHWM")
-    import nnunet_scnas
-    assert os.path.dirname(nnunet_scnas.__file__) == os.path.join(os.path.abspath(a.code), "nnunet_scnas")
+    check_code(a.code)
     return {"mode": a.mode, "size": a.size, "stem": a.stem, "time_s": statistics.median(times),
             "peak_gb": peak / 1024 ** 3, "step_peak_gb": (peak - base) / 1024 ** 3}
 

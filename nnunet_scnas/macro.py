@@ -113,7 +113,7 @@ class CellUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         check_spatial_size(x.shape[2:])
         args = self.cell_inputs()
-        outs = [self.stem(x)]
+        outs: list[torch.Tensor | None] = [self.stem(x)]  # raw outputs o_0, o_1, ...
         activated: dict[int, torch.Tensor] = {}
 
         def act(k: int) -> torch.Tensor:
@@ -128,7 +128,10 @@ class CellUNet(nn.Module):
         n_total = len(CELL_SEQUENCE)
         for cell in self.decoder.cells:
             n = len(outs)
+            if n < n_total:
+                act(n - 1)  # the next cell reads it as s0
             s1 = self.activation(outs[n - 1] + outs[n_total - n])
+            outs[n - 1] = outs[n_total - n] = None  # raw copies are dead now; free them before the peak
             outs.append(self._run(cell, act(n - 2), s1, args[cell.cell_type]))
             if cell.cell_type == "dec_normal":
                 head = next(heads)
