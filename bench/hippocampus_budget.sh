@@ -6,10 +6,13 @@
 # and predicted at the end. Fold 0 of nnU-Net's 5-fold split. Both methods get the same
 # training iterations (retrain = stock), batch 2, and networks of matched FLOPs (stock nnU-Net's
 # features_per_stage are scaled until its FLOPs at its patch match the retrained SCNAS network's).
-# The search's own iterations are reported separately. Also the demo's genotype (found on the
-# synthetic BraTS-like data) retrained here (transfer), if DEMO_GENOTYPE points to it.
+# The search's own iterations are reported separately. Controls: each network also trained with
+# the other's optimiser (SCNAS: Adam; nnU-Net: SGD + poly), and on the CPU stock nnU-Net with
+# 5x the iterations (about the SCNAS retrain's wall time there). Also the demo's genotype (found
+# on the synthetic BraTS-like data) retrained here (transfer), if DEMO_GENOTYPE points to it.
+# Finished trainings and predictions are kept: rerunning continues where it stopped.
 #
-#   bash bench/hippocampus_budget.sh                 # CPU: ~30 min on 2 cores (160 iterations each)
+#   bash bench/hippocampus_budget.sh                 # CPU: ~60 min on 2 cores (160 iterations each)
 #   SCALE=GPU bash bench/hippocampus_budget.sh       # GPU: stem 68 / 32 base features, 25k iterations
 #   DEMO_GENOTYPE=scnas_demo/nnUNet_results/.../genotype.json bash bench/hippocampus_budget.sh
 set -euo pipefail
@@ -50,9 +53,17 @@ p["plans_name"] = "nnUNetPlansSCNASBudget"
 p["configurations"]["3d_fullres"]["batch_size"] = 2
 json.dump(p, open(f"{folder}/nnUNetPlansSCNASBudget.json", "w"), indent=1)
 PY
-T="$BIN/nnUNetv2_train $D 3d_fullres 0 --c -device $DEVICE"
-run search $T -tr nnUNetTrainerSCNASSearch_budget$SCALE -p nnUNetPlansSCNASBudget
-run retrain $T -tr nnUNetTrainerSCNASRetrain_budget$SCALE -p nnUNetPlansSCNASBudget
+# train NAME TRAINER PLANS [VAR=VALUE ...]: fold 0, skipped if that training finished before
+train() {
+  local name=$1 tr=$2 pl=$3; shift 3
+  local out=$nnUNet_results/$NAME/${tr}__${pl}__3d_fullres/fold_0
+  if [ -f "$out/validation/summary.json" ] || [ -f "$out/genotype.json" -a -f "$out/alpha_history.json" ]; then
+    step "$name: finished before ($out)"; return
+  fi
+  run "$name" env "$@" "$BIN/nnUNetv2_train" $D 3d_fullres 0 --c -device "$DEVICE" -tr "$tr" -p "$pl"
+}
+train search nnUNetTrainerSCNASSearch_budget$SCALE nnUNetPlansSCNASBudget
+train retrain nnUNetTrainerSCNASRetrain_budget$SCALE nnUNetPlansSCNASBudget
 GENOTYPE=$nnUNet_results/$NAME/nnUNetTrainerSCNASSearch_budget${SCALE}__nnUNetPlansSCNASBudget__3d_fullres/fold_0/genotype.json
 step "matching stock nnU-Net's width to the retrained network's FLOPs"
 "$PY" - "$nnUNet_preprocessed/$NAME" "$GENOTYPE" "$SCALE" <<'PY' | tee "$WORK/logs/match.txt"
@@ -79,23 +90,39 @@ cfg["batch_size"] = 2
 plans["plans_name"] = "nnUNetPlansBudget"
 json.dump(plans, open(f"{folder}/nnUNetPlansBudget.json", "w"), indent=1)
 PY
-run stock $T -tr nnUNetTrainer_budget$SCALE -p nnUNetPlansBudget
-PAIRS="nnUNetTrainer_budget$SCALE:nnUNetPlansBudget nnUNetTrainerSCNASRetrain_budget$SCALE:nnUNetPlansSCNASBudget"
+train stock nnUNetTrainer_budget$SCALE nnUNetPlansBudget
+# controls that separate architecture from recipe: each network with the other's optimiser
+train stock_adam nnUNetTrainer_budget${SCALE}Adam nnUNetPlansBudget
+train retrain_sgd nnUNetTrainerSCNASRetrain_budget${SCALE}nnUNetRecipe nnUNetPlansSCNASBudget
+PAIRS="nnUNetTrainer_budget$SCALE:nnUNetPlansBudget nnUNetTrainer_budget${SCALE}Adam:nnUNetPlansBudget"
+PAIRS="$PAIRS nnUNetTrainerSCNASRetrain_budget$SCALE:nnUNetPlansSCNASBudget nnUNetTrainerSCNASRetrain_budget${SCALE}nnUNetRecipe:nnUNetPlansSCNASBudget"
+if [ "$SCALE" = CPU ]; then  # stock nnU-Net at about the SCNAS retrain's wall time on 2 cores
+  train stock_long nnUNetTrainer_budgetCPULong nnUNetPlansBudget
+  PAIRS="$PAIRS nnUNetTrainer_budgetCPULong:nnUNetPlansBudget"
+fi
 if [ -n "${DEMO_GENOTYPE:-}" ]; then
-  SCNAS_GENOTYPE=$DEMO_GENOTYPE run transfer $T -tr nnUNetTrainerSCNASRetrain_budget${SCALE}Transfer -p nnUNetPlansSCNASBudget
+  train transfer nnUNetTrainerSCNASRetrain_budget${SCALE}Transfer nnUNetPlansSCNASBudget SCNAS_GENOTYPE="$DEMO_GENOTYPE"
   PAIRS="$PAIRS nnUNetTrainerSCNASRetrain_budget${SCALE}Transfer:nnUNetPlansSCNASBudget"
 fi
 for pair in $PAIRS; do
   tr=${pair%%:*}; pl=${pair##*:}; out=$WORK/held_back/pred_$tr
+  [ -f "$out/summary.json" ] && continue
+  t0=$SECONDS
   run "predict_$tr" "$BIN/nnUNetv2_predict" -i "$WORK/held_back/images" -o "$out" -d $D -c 3d_fullres -f 0 -tr "$tr" -p "$pl" -device "$DEVICE" -npp 1 -nps 1 --disable_progress_bar
+  echo "$((SECONDS - t0))" > "$out/predict_seconds.txt"
   run "evaluate_$tr" "$BIN/nnUNetv2_evaluate_folder" "$WORK/held_back/labels" "$out" -djfile "$out/dataset.json" -pfile "$out/plans.json" -np 1
 done
 TR_ARGS=(); for pair in $PAIRS; do TR_ARGS+=(-tr "$pair"); done
 run compare "$BIN/nnunet_scnas" compare -d $D -c 3d_fullres -f 0 "${TR_ARGS[@]}" -o "$WORK/report"
 cat "$WORK/logs/compare.txt"
-step "held-back cases (40, never seen): Dice per label (1 anterior, 2 posterior), mean"
+step "held-back cases (40, never seen): Dice per label (1 anterior, 2 posterior), mean; nnUNetv2_predict wall time"
 for pair in $PAIRS; do
-  tr=${pair%%:*}
-  "$PY" -c "import json,sys; s=json.load(open(sys.argv[1])); m=s['mean']; print(f\"{sys.argv[2]:48s} {m['1']['Dice']:.4f} {m['2']['Dice']:.4f} mean {s['foreground_mean']['Dice']:.4f}\")" "$WORK/held_back/pred_$tr/summary.json" "$tr"
+  tr=${pair%%:*}; out=$WORK/held_back/pred_$tr
+  secs=$(cat "$out/predict_seconds.txt" 2>/dev/null || echo "?")
+  "$PY" -c "import json,sys; s=json.load(open(sys.argv[1])); m=s['mean']; print(f\"{sys.argv[2]:48s} {m['1']['Dice']:.4f} {m['2']['Dice']:.4f} mean {s['foreground_mean']['Dice']:.4f}  predict {sys.argv[3]} s\")" "$out/summary.json" "$tr" "$secs"
 done | tee "$WORK/report/held_back.txt"
-grep -h "Epoch time\|Training done" "$WORK"/logs/{search,retrain,stock}.txt | tail -3 || true
+step "seconds per epoch (median)"
+for log in search retrain stock stock_adam retrain_sgd stock_long transfer; do
+  f=$WORK/logs/$log.txt; [ -f "$f" ] || continue
+  "$PY" -c "import re,statistics,sys; t=[float(v) for v in re.findall(r'Epoch time: ([0-9.]+) s', open(sys.argv[1]).read())]; print(f'{sys.argv[2]:12s} {statistics.median(t) if t else float(\"nan\"):7.1f} s/epoch')" "$f" "$log"
+done | tee "$WORK/report/epoch_times.txt"

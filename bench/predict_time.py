@@ -4,8 +4,10 @@ Both networks run through nnU-Net's own ``nnUNetPredictor.predict_sliding_window
 (Gaussian weighting, step 0.5, mirroring off unless ``--mirror``) on the same random volume.
 The stock network is nnU-Net's PlainConvUNet with its 3d_fullres topology for the patch
 (2 convs per stage, InstanceNorm, LeakyReLU, stride 2 until the coarsest map is 4 voxels);
-its base feature count is chosen so that its FLOPs per patch are closest to SCNAS's. Runs
-alternate between the two networks; the last line is ``scnas/stock time=X flops=Y``.
+its base feature count is chosen so that its FLOPs per patch are closest to SCNAS's. A third
+row, ``stock_onednn``, is the same stock network with SCNAS's CPU conv kernel choice
+(``nnunet_scnas.operations.Conv3d``). Runs alternate between the networks; the last line is
+``scnas/stock time=X flops=Y``.
 
     python bench/predict_time.py --genotype docs/example_genotype.json --stem 16
     python bench/predict_time.py --code .bench_baseline ...   # another version of nnunet_scnas
@@ -13,6 +15,7 @@ alternate between the two networks; the last line is ``scnas/stock time=X flops=
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import time
@@ -82,6 +85,16 @@ def main() -> None:
     x = torch.randn(a.channels, *volume)
     preds = {"scnas": _predictor(scnas, patch, a.channels, a.classes, a.mirror),
              "stock": _predictor(stock, patch, a.channels, a.classes, a.mirror)}
+    try:  # the same network with SCNAS's conv kernel choice: how much of the gap is that choice
+        from nnunet_scnas.operations import Conv3d
+    except ImportError:  # --code of a version without it
+        Conv3d = None
+    if Conv3d is not None:
+        stock_onednn = copy.deepcopy(stock)
+        for m in stock_onednn.modules():
+            if type(m) is torch.nn.Conv3d:
+                m.__class__ = Conv3d
+        preds["stock_onednn"] = _predictor(stock_onednn, patch, a.channels, a.classes, a.mirror)
     times = {k: [] for k in preds}
     with torch.no_grad():
         for k, p in preds.items():  # warm-up
@@ -92,7 +105,9 @@ def main() -> None:
                 p.predict_sliding_window_return_logits(x)
                 times[k].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"median prediction time: SCNAS {med['scnas']:.2f} s, stock {med['stock']:.2f} s")
+    print("median prediction time: " + ", ".join(f"{k} {v:.2f} s" for k, v in med.items()))
+    if "stock_onednn" in med:
+        print(f"scnas/stock_onednn time={med['scnas'] / med['stock_onednn']:.2f} (stock's convs through oneDNN too)")
     print(f"scnas/stock time={med['scnas'] / med['stock']:.2f} flops={f_scnas / f_stock:.2f}")
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .genotypes import EDGES, N_INPUTS, N_NODES
-from .operations import OPS, ZERO_INDEX, LeakyReLU, PreActivatedOp, leaky_relu, make_op
+from .operations import OPS, ZERO_INDEX, Conv3d, LeakyReLU, PreActivatedOp, leaky_relu, make_op
 
 # how a cell type moves the resolution: output level = input level + LEVEL_STEP
 LEVEL_STEP = {"enc_normal": 0, "reduction": 1, "dec_normal": 0, "expansion": -1}
@@ -28,9 +28,9 @@ class Preprocess(PreActivatedOp):
 
     def __init__(self, c_in: int, c_out: int, shift: int):
         if shift == 0:
-            conv = nn.Conv3d(c_in, c_out, 1, bias=False)
+            conv = Conv3d(c_in, c_out, 1, bias=False)
         elif shift == 1:
-            conv = nn.Conv3d(c_in, c_out, 2, stride=2, bias=False)
+            conv = Conv3d(c_in, c_out, 2, stride=2, bias=False)
         elif shift == -1:
             conv = nn.ConvTranspose3d(c_in, c_out, 2, stride=2, bias=False)
         else:

@@ -1,16 +1,19 @@
 """Exact CPU inference kernels for the ops whose PyTorch CPU kernels are slow per FLOP.
 
 On the CPU, 3x3x3 max pooling costs about 5x, 3x3x3 average pooling and a dilated depthwise
-3x3x3 conv about 2x the time of a dense 3x3x3 conv at the same width (docs/BENCHMARKS.md,
-section 2), which made a derived network predict 3x slower than stock nnU-Net at equal FLOPs.
-The same results, computed with fast kernels:
+3x3x3 conv about 2x the time of a dense 3x3x3 conv at the same width, and a cell's narrow dense
+convs run 7-9x below oneDNN's speed (docs/BENCHMARKS.md, section 2): a derived network
+predicted 3x slower than stock nnU-Net at equal FLOPs. The same results, with fast kernels:
 
 - pooling is separable: a 3x3x3 max (sum) is a max (sum) of 3 along each axis in turn, done
   with in-place elementwise ops on shifted views; ``count_include_pad=False`` averages divide
   by the product of the per-axis window counts;
 - a depthwise conv of dilation d is an undilated depthwise conv on the space-to-batch view
   (the d^3 sub-grids of voxels d apart become batch entries), which oneDNN runs fast in
-  channels_last_3d.
+  channels_last_3d;
+- dense convs go to oneDNN directly: PyTorch's choice between oneDNN and its native kernel
+  tests N*C*D*H > 20480 (a 2D rule that ignores W), so at batch 1 a 3D conv with few channels,
+  such as a node's at the finest level, took the native kernel.
 
 Used only for inference on the CPU (no autograd graph): in training the views and copies
 would be stored for backward, and CUDA's kernels have no such gap.
@@ -87,3 +90,11 @@ def dilated_depthwise_conv3x3x3(x: torch.Tensor, weight: torch.Tensor, dilation:
     y = y.permute(0, 2, 3, 4, 1).reshape(n, d, d, d, sd, sh, sw, c)
     y = y.permute(0, 7, 4, 1, 5, 2, 6, 3).reshape(n, c, sd * d, sh * d, sw * d)
     return y[:, :, :size[0], :size[1], :size[2]] if any(pad) else y
+
+
+def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple, padding: tuple,
+           dilation: tuple, groups: int) -> torch.Tensor:
+    """``F.conv3d`` with numeric padding, through oneDNN where it runs float32 on this CPU."""
+    if x.dtype == weight.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        return torch.mkldnn_convolution(x, weight, bias, padding, stride, dilation, groups)
+    return F.conv3d(x, weight, bias, stride, padding, dilation, groups)

@@ -20,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .cells import LEVEL_STEP, _Cell
 from .genotypes import CELL_TYPES
-from .operations import NEGATIVE_SLOPE, LeakyReLU
+from .operations import NEGATIVE_SLOPE, Conv3d, LeakyReLU
 
 N_DOWNSAMPLINGS = 3
 DIVISOR = 2 ** N_DOWNSAMPLINGS
@@ -78,7 +78,7 @@ class CellUNet(nn.Module):
             raise ValueError(f"stem_channels must be a positive multiple of 4 (4 nodes per cell), got {stem_channels}")
         self.input_channels, self.num_classes, self.stem_channels = input_channels, num_classes, stem_channels
         self.checkpoint_cells = checkpoint_cells
-        self.stem = nn.Sequential(nn.Conv3d(input_channels, stem_channels, 3, padding=1, bias=False),
+        self.stem = nn.Sequential(Conv3d(input_channels, stem_channels, 3, padding=1, bias=False),
                                   nn.InstanceNorm3d(stem_channels, affine=True))
         levels, widths = [0], [stem_channels]  # per output o_0 (stem) .. o_12
         cells = []
@@ -94,7 +94,7 @@ class CellUNet(nn.Module):
         n_enc = 2 * N_DOWNSAMPLINGS
         self.encoder = nn.ModuleList(cells[:n_enc])
         # heads on the decoder-normal cells, coarse to fine (as nnU-Net's UNetDecoder)
-        heads = nn.ModuleList(nn.Sequential(LeakyReLU(), nn.Conv3d(widths[n], num_classes, 1))
+        heads = nn.ModuleList(nn.Sequential(LeakyReLU(), Conv3d(widths[n], num_classes, 1))
                               for n in range(n_enc + 2, len(CELL_SEQUENCE) + 1, 2))
         self.decoder = Decoder(nn.ModuleList(cells[n_enc:]), heads, deep_supervision)
         # every reader of a cell output (the next two cells' preprocessing, a head) starts with

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cpu_inference import avg_pool3x3x3, dilated_depthwise_conv3x3x3, max_pool3x3x3, use_cpu_inference_kernels
+from .cpu_inference import (avg_pool3x3x3, conv3d, dilated_depthwise_conv3x3x3, max_pool3x3x3,
+                            use_cpu_inference_kernels)
 
 #: The eight candidate ops, in the order of the columns of every alpha table.
 OPS: tuple[str, ...] = (
@@ -90,12 +91,21 @@ class ConvOp(PreActivatedOp):
     def __init__(self, channels: int, stride: int):
         super().__init__(
             LeakyReLU(),
-            nn.Conv3d(channels, channels, 3, stride, padding=1, bias=False),
+            Conv3d(channels, channels, 3, stride, padding=1, bias=False),
             _norm(channels),
         )
 
 
-class DilatedDepthwiseConv3d(nn.Conv3d):
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` (zero padding) whose CPU inference runs through oneDNN (``cpu_inference.conv3d``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if use_cpu_inference_kernels(x, self.weight):
+            return conv3d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return super().forward(x)
+
+
+class DilatedDepthwiseConv3d(Conv3d):
     """Depthwise dilated 3x3x3 conv (padding = dilation, no bias); fast kernel for CPU inference."""
 
     def __init__(self, channels: int, stride: int, dilation: int):
@@ -115,7 +125,7 @@ class SepDilConvOp(PreActivatedOp):
         super().__init__(
             LeakyReLU(),
             DilatedDepthwiseConv3d(channels, stride, dilation),
-            nn.Conv3d(channels, channels, 1, bias=False),
+            Conv3d(channels, channels, 1, bias=False),
             _norm(channels),
         )
 

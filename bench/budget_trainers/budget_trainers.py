@@ -9,6 +9,8 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_scnas.trainers import nnUNetTrainerSCNASRetrain, nnUNetTrainerSCNASSearch
+from nnunet_scnas.trainers.common import TrainLossPlateau
+from nnunet_scnas.trainers.variants import nnUNetTrainerSCNASRetrain_nnUNetRecipe
 
 _CUDA = torch.device("cuda")
 
@@ -45,16 +47,43 @@ class nnUNetTrainerSCNASSearch_budgetCPU(_Budget, nnUNetTrainerSCNASSearch):
 class nnUNetTrainerSCNASRetrain_budgetCPU(_Budget, nnUNetTrainerSCNASRetrain):
     """Adam 3e-3: the paper's 3e-4 is for 500 epochs, not 160 iterations."""
     search_trainer_name = "nnUNetTrainerSCNASSearch_budgetCPU"
-    stem = 12
+    stem, lr = 12, 3e-3
 
     def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._budget()
-        self.stem_channels, self.initial_lr = self.stem, 3e-3
+        self.stem_channels, self.initial_lr = self.stem, self.lr
 
 
 class nnUNetTrainerSCNASRetrain_budgetCPUTransfer(nnUNetTrainerSCNASRetrain_budgetCPU):
     """The demo's genotype (found on synthetic BraTS-like data), via $SCNAS_GENOTYPE."""
+
+
+class nnUNetTrainer_budgetCPUAdam(nnUNetTrainer_budgetCPU):
+    """Control: stock nnU-Net's network trained with the SCNAS retrain's optimiser (Adam, lr 3e-3,
+    no weight decay; the retrain's plateau rule does not fire in so few epochs, so the lr is
+    constant for both), to separate the architecture from the optimiser."""
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.network.parameters(), lr=nnUNetTrainerSCNASRetrain_budgetCPU.lr)
+        return optimizer, TrainLossPlateau(optimizer, mode="min", factor=nnUNetTrainerSCNASRetrain.plateau_factor,
+                                           patience=nnUNetTrainerSCNASRetrain.plateau_patience)
+
+
+class nnUNetTrainer_budgetCPULong(nnUNetTrainer_budgetCPU):
+    """Stock nnU-Net with 5x the iterations: about the SCNAS retrain's wall time on a CPU."""
+    epochs = 20
+
+
+class nnUNetTrainerSCNASRetrain_budgetCPUnnUNetRecipe(_Budget, nnUNetTrainerSCNASRetrain_nnUNetRecipe):
+    """Control: the retrained SCNAS network with stock nnU-Net's recipe (SGD 1e-2, poly)."""
+    search_trainer_name = nnUNetTrainerSCNASRetrain_budgetCPU.search_trainer_name
+    stem = nnUNetTrainerSCNASRetrain_budgetCPU.stem
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self._budget()
+        self.stem_channels = self.stem
 
 
 class nnUNetTrainer_budgetGPU(_GPU, nnUNetTrainer_budgetCPU):
@@ -76,3 +105,12 @@ class nnUNetTrainerSCNASRetrain_budgetGPU(_GPU, nnUNetTrainerSCNASRetrain_budget
 
 class nnUNetTrainerSCNASRetrain_budgetGPUTransfer(nnUNetTrainerSCNASRetrain_budgetGPU):
     pass
+
+
+class nnUNetTrainer_budgetGPUAdam(_GPU, nnUNetTrainer_budgetCPUAdam):
+    pass
+
+
+class nnUNetTrainerSCNASRetrain_budgetGPUnnUNetRecipe(_GPU, nnUNetTrainerSCNASRetrain_budgetCPUnnUNetRecipe):
+    search_trainer_name = nnUNetTrainerSCNASRetrain_budgetGPU.search_trainer_name
+    stem = nnUNetTrainerSCNASRetrain_budgetGPU.stem
