@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # GPU checks (issue 5): the paper's search step (stem 48, 1 x 4 x 128^3, float16 autocast as
 # nnU-Net trains) in the three sampling modes, with and without per-cell checkpointing, the
-# same step before the memory work (.bench_baseline = nnunet_scnas of commit 34ea4b7, made by
-#   git archive 34ea4b7 nnunet_scnas | tar -x -C .bench_baseline), a retrain step at stem 68,
+# same step before the first and the second round of memory work (.bench_baseline and
+# .bench_prev = nnunet_scnas of commits 34ea4b7 and dffe279, made by
+#   git archive COMMIT nnunet_scnas | tar -x -C FOLDER), a retrain step at stem 68,
 # and the shape-only memory estimate beside the measurements. Needs torch only (no nnunetv2).
-# About 6 minutes on an H200; run through the device tool with carry [".bench_baseline"].
+# About 7 minutes on an H200; run through the device tool with carry [".bench_baseline", ".bench_prev"].
 set -u
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
@@ -15,9 +16,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 B="$PY bench/search_step.py --device cuda --amp --reps 2"
 $B --sizes 128 --stems 48 --modes two_op one_op --checkpoint-cells | tee "$OUT/paper_ckpt.txt"
 $B --sizes 96 128 --stems 48 | tee "$OUT/modes.txt"
-if [ -d .bench_baseline/nnunet_scnas ]; then
-  $B --sizes 128 --stems 48 --modes two_op all --code .bench_baseline | tee "$OUT/baseline.txt"
-fi
+for base in .bench_baseline .bench_prev; do
+  [ -d $base/nnunet_scnas ] && $B --sizes 128 --stems 48 --modes two_op all --code $base | tee "$OUT/baseline$base.txt"
+done
 $B --sizes 128 --stems 68 --batch 2 --genotype docs/example_genotype.json | tee "$OUT/retrain.txt"
 "$PY" - <<'PY' | tee "$OUT/estimate.txt"
 from nnunet_scnas.memory import estimate_training_memory
