@@ -22,6 +22,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils import flop_counter
+
+if torch.ops.aten.mkldnn_convolution not in flop_counter.flop_registry:
+    # so that FlopCounterMode on CPU tensors still counts the convs routed to oneDNN below
+    @flop_counter.register_flop_formula(torch.ops.aten.mkldnn_convolution)
+    def _mkldnn_conv_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+        return flop_counter.conv_flop_count(x_shape, w_shape, out_shape)
 
 
 def use_cpu_inference_kernels(x: torch.Tensor, *params: torch.Tensor) -> bool:
