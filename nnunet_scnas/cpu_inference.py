@@ -61,7 +61,7 @@ def _window_counts(n: int, stride: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def max_pool3x3x3(x: torch.Tensor, stride: int) -> torch.Tensor:
-    """``F.max_pool3d(x, 3, stride, padding=1)`` for even sizes (or stride 1), bit for bit."""
+    """``F.max_pool3d(x, 3, stride, padding=1)``, bit for bit."""
     for dim in (2, 3, 4):
         x = _window3(x, dim, stride, "max")
     return x
