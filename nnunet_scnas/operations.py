@@ -85,6 +85,15 @@ class PreActivatedOp(nn.Sequential):
         return F.instance_norm(x_activated, weight=norm.weight * scale, bias=norm.bias * scale, eps=norm.eps)
 
 
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` (zero padding) whose CPU inference runs through oneDNN (``cpu_inference.conv3d``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if use_cpu_inference_kernels(x, self.weight):
+            return conv3d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return super().forward(x)
+
+
 class ConvOp(PreActivatedOp):
     """LeakyReLU -> Conv(3x3x3) -> InstanceNorm."""
 
@@ -94,15 +103,6 @@ class ConvOp(PreActivatedOp):
             Conv3d(channels, channels, 3, stride, padding=1, bias=False),
             _norm(channels),
         )
-
-
-class Conv3d(nn.Conv3d):
-    """``nn.Conv3d`` (zero padding) whose CPU inference runs through oneDNN (``cpu_inference.conv3d``)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if use_cpu_inference_kernels(x, self.weight):
-            return conv3d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        return super().forward(x)
 
 
 class DilatedDepthwiseConv3d(Conv3d):
