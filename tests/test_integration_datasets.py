@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "Dataset004_Hippocampus"
-BIN = Path(sys.executable).parent
+from _hippocampus import copy_subset, requires_data, run_logged
+
 TRAINERS = Path(__file__).resolve().parent / "integration_trainers"
 N_TRAIN, N_HELD_BACK = 12, 2
 SEARCH, RETRAIN, PLANS = "nnUNetTrainerSCNASSearch_integration", "nnUNetTrainerSCNASRetrain_integration", \
@@ -26,41 +24,22 @@ DATASETS = {998: "Dataset998_IntegrationTest_Hippocampus_ignore",
             996: "Dataset996_IntegrationTest_Hippocampus_regions_ignore"}
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration,
-              pytest.mark.skipif(not SHARED.is_dir(), reason=f"real data not present: {SHARED} (../shared/data)")]
-
-
-def _run(cmd: list[str], env: dict, log: Path) -> None:
-    with open(log, "w") as f:
-        proc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=900)
-    if proc.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, cmd))} failed ({proc.returncode}); last lines of {log}:\n"
-                    + "\n".join(log.read_text().splitlines()[-25:]))
+              requires_data]
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("integration")
     source = root / "raw" / "Dataset004_Hippocampus"
-    cases = sorted(p.name[:-7] for p in (SHARED / "labelsTr").glob("*.nii.gz"))
-    for sub in ("imagesTr", "labelsTr"):
-        (source / sub).mkdir(parents=True)
     held = root / "held_back"
-    held.mkdir()
-    for case in cases[:N_TRAIN]:
-        shutil.copy(SHARED / "imagesTr" / f"{case}_0000.nii.gz", source / "imagesTr")
-        shutil.copy(SHARED / "labelsTr" / f"{case}.nii.gz", source / "labelsTr")
-    for case in cases[-N_HELD_BACK:]:
-        shutil.copy(SHARED / "imagesTr" / f"{case}_0000.nii.gz", held)
-    meta = json.loads((SHARED / "dataset.json").read_text())
-    meta["numTraining"] = N_TRAIN
-    (source / "dataset.json").write_text(json.dumps(meta))
+    copy_subset(source, N_TRAIN, N_HELD_BACK, held)
     env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
                nnUNet_results=str(root / "res"), nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1", nnUNet_compile="0",
                nnUNet_extTrainer=os.pathsep.join(filter(None, [str(TRAINERS), os.environ.get("nnUNet_extTrainer")])))
     logs = root / "logs"
     logs.mkdir()
     for name in DATASETS.values():
-        _run([sys.executable, "-m", f"nnunetv2.dataset_conversion.datasets_for_integration_tests.{name}"], env,
+        run_logged([sys.executable, "-m", f"nnunetv2.dataset_conversion.datasets_for_integration_tests.{name}"], env,
              logs / f"convert_{name}.txt")
     return {"root": root, "env": env, "logs": logs, "held": held}
 
@@ -92,17 +71,17 @@ def test_search_retrain_predict_on_nnunet_integration_dataset(workspace, dataset
     name, env, logs = DATASETS[dataset_id], workspace["env"], workspace["logs"]
     d = str(dataset_id)
     plan_env = dict(env, nnUNet_n_proc_DA="1")  # nnU-Net's planner sets torch threads from it: 0 fails
-    _run([BIN / "nnUNetv2_plan_and_preprocess", "-d", d, "-c", "3d_fullres", "-np", "1"], plan_env,
+    run_logged(["nnUNetv2_plan_and_preprocess", "-d", d, "-c", "3d_fullres", "-np", "1"], plan_env,
          logs / f"plan_{d}.txt")
-    _run([BIN / "nnUNetv2_plan_scnas", "-d", d, "-gpu_memory_target", "8"], env, logs / f"plan_scnas_{d}.txt")
+    run_logged(["nnUNetv2_plan_scnas", "-d", d, "-gpu_memory_target", "8"], env, logs / f"plan_scnas_{d}.txt")
     for trainer in (SEARCH, RETRAIN):
-        _run([BIN / "nnUNetv2_train", d, "3d_fullres", "0", "-tr", trainer, "-p", PLANS, "-device", "cpu"], env,
+        run_logged(["nnUNetv2_train", d, "3d_fullres", "0", "-tr", trainer, "-p", PLANS, "-device", "cpu"], env,
              logs / f"{trainer}_{d}.txt")
     results = workspace["root"] / "res" / name
     assert (results / f"{SEARCH}__{PLANS}__3d_fullres" / "fold_0" / "genotype.json").is_file()
     model = results / f"{RETRAIN}__{PLANS}__3d_fullres"
     pred = workspace["root"] / f"pred_{d}"
-    _run([BIN / "nnUNetv2_predict", "-i", workspace["held"], "-o", pred, "-d", d, "-c", "3d_fullres", "-f", "0",
+    run_logged(["nnUNetv2_predict", "-i", workspace["held"], "-o", pred, "-d", d, "-c", "3d_fullres", "-f", "0",
           "-tr", RETRAIN, "-p", PLANS, "-device", "cpu", "--disable_progress_bar", "-npp", "1", "-nps", "1"], env,
          logs / f"predict_{d}.txt")
     dataset_json = json.loads((model / "dataset.json").read_text())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "Dataset004_Hippocampus"
-BIN = Path(sys.executable).parent
+from _hippocampus import BIN, copy_subset, requires_data, run_logged
+
 N_TRAIN, N_HELD_BACK = 20, 5
 DATASET = "Dataset999_IntegrationTest_Hippocampus"
 SEARCH = "nnUNetTrainerSCNASSearch_smoke"
@@ -26,39 +25,15 @@ RETRAIN = "nnUNetTrainerSCNASRetrain_smoke"
 PLANS = "nnUNetPlansSCNAS"
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not SHARED.is_dir(), reason=f"real data not present: {SHARED} (../shared/data)")]
-
-
-def _run(cmd: list[str], env: dict, log: Path, timeout: int = 900) -> None:
-    with open(log, "w") as f:
-        proc = subprocess.run([str(BIN / cmd[0]), *cmd[1:]], env=env, stdout=f, stderr=subprocess.STDOUT,
-                              timeout=timeout)
-    if proc.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}); last lines of {log}:\n"
-                    + "\n".join(log.read_text().splitlines()[-25:]))
-
-
-def _copy_case(case: str, images: Path, labels: Path) -> None:
-    shutil.copy(SHARED / "imagesTr" / f"{case}_0000.nii.gz", images / f"{case}_0000.nii.gz")
-    shutil.copy(SHARED / "labelsTr" / f"{case}.nii.gz", labels / f"{case}.nii.gz")
+              requires_data]
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("nnunet")
     raw = root / "raw" / "Dataset004_Hippocampus"
-    cases = sorted(p.name[:-7] for p in (SHARED / "labelsTr").glob("*.nii.gz"))
-    for sub in ("imagesTr", "labelsTr"):
-        (raw / sub).mkdir(parents=True)
-    for case in cases[:N_TRAIN]:
-        _copy_case(case, raw / "imagesTr", raw / "labelsTr")
     held_in, held_gt = root / "held_back", root / "held_back_gt"
-    held_in.mkdir(), held_gt.mkdir()
-    for case in cases[-N_HELD_BACK:]:  # never copied into nnUNet_raw
-        _copy_case(case, held_in, held_gt)
-    meta = json.loads((SHARED / "dataset.json").read_text())
-    meta["numTraining"] = N_TRAIN
-    (raw / "dataset.json").write_text(json.dumps(meta))
+    copy_subset(raw, N_TRAIN, N_HELD_BACK, held_in, held_gt)
 
     env = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
     env.update(nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "pre"),
@@ -67,8 +42,8 @@ def pipeline(tmp_path_factory):
     logs.mkdir()
     subprocess.run([sys.executable, "-m", f"nnunetv2.dataset_conversion.datasets_for_integration_tests.{DATASET}"],
                    env=env, check=True, capture_output=True)
-    _run(["nnUNetv2_plan_and_preprocess", "-d", "999", "-c", "3d_fullres", "-np", "2"], env, logs / "plan.txt")
-    _run(["nnUNetv2_plan_scnas", "-d", "999", "-gpu_memory_target", "8"], env, logs / "plan_scnas.txt")
+    run_logged(["nnUNetv2_plan_and_preprocess", "-d", "999", "-c", "3d_fullres", "-np", "2"], env, logs / "plan.txt")
+    run_logged(["nnUNetv2_plan_scnas", "-d", "999", "-gpu_memory_target", "8"], env, logs / "plan_scnas.txt")
     # augmentation in the training process: on 2 cores, worker processes only fight its threads
     env["nnUNet_n_proc_DA"] = "0"
 
@@ -84,14 +59,14 @@ def pipeline(tmp_path_factory):
         killed_mid_epoch = proc.poll() is None
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    _run(search_cmd + ["--c"], env, logs / "search_continued.txt")
-    _run(["nnUNetv2_train", "999", "3d_fullres", "0", "-tr", RETRAIN, "-p", PLANS, "-device", "cpu"], env,
+    run_logged(search_cmd + ["--c"], env, logs / "search_continued.txt")
+    run_logged(["nnUNetv2_train", "999", "3d_fullres", "0", "-tr", RETRAIN, "-p", PLANS, "-device", "cpu"], env,
          logs / "retrain.txt")
     pred = root / "pred"
-    _run(["nnUNetv2_predict", "-i", str(held_in), "-o", str(pred), "-d", "999", "-c", "3d_fullres", "-f", "0",
+    run_logged(["nnUNetv2_predict", "-i", str(held_in), "-o", str(pred), "-d", "999", "-c", "3d_fullres", "-f", "0",
           "-tr", RETRAIN, "-p", PLANS, "-device", "cpu", "--disable_progress_bar"], env, logs / "predict.txt")
     model = root / "res" / DATASET / f"{RETRAIN}__{PLANS}__3d_fullres"
-    _run(["nnUNetv2_evaluate_folder", str(held_gt), str(pred), "-djfile", str(model / "dataset.json"),
+    run_logged(["nnUNetv2_evaluate_folder", str(held_gt), str(pred), "-djfile", str(model / "dataset.json"),
           "-pfile", str(model / "plans.json")], env, logs / "evaluate.txt")
     return {"root": root, "env": env, "search_fold": fold, "model": model, "pred": pred, "held_gt": held_gt,
             "killed_mid_epoch": killed_mid_epoch, "logs": logs}
