@@ -21,7 +21,7 @@ for base in .bench_baseline .bench_prev; do
 done
 $B --sizes 128 --stems 68 --batch 2 --genotype docs/example_genotype.json | tee "$OUT/retrain.txt"
 "$PY" - <<'PY' | tee "$OUT/estimate.txt"
-from nnunet_scnas.memory import estimate_training_memory
+from nnunet_scnas.tools.memory import estimate_training_memory
 from nnunet_scnas.search_model import SearchNetwork
 net = SearchNetwork(4, 4, 48)
 for ckpt in (False, True):

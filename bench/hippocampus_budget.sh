@@ -70,8 +70,9 @@ step "matching stock nnU-Net's width to the retrained network's FLOPs"
 import copy, json, sys
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunet_scnas import Genotype, SCNASNetwork, count_flops
+from nnunet_scnas.recipe import RETRAIN
 folder, genotype, scale = sys.argv[1:]
-stem = 68 if scale == "GPU" else 12
+stem = RETRAIN.stem_channels if scale == "GPU" else 12
 scnas = json.load(open(f"{folder}/nnUNetPlansSCNASBudget.json"))["configurations"]["3d_fullres"]
 target = count_flops(SCNASNetwork(1, 3, Genotype.load(genotype), stem, deep_supervision=False), [1, 1, *scnas["patch_size"]])
 plans = json.load(open(f"{folder}/nnUNetPlans.json"))

@@ -46,6 +46,7 @@ def _reset_cpu_peak() -> int:
 
 
 def _worker(a: argparse.Namespace) -> dict:
+    from nnunet_scnas.recipe import SEARCH  # this checkout's recipe, also when timing older code
     use_code(a.code)
     import torch
     import torch.nn.functional as F
@@ -66,8 +67,8 @@ def _worker(a: argparse.Namespace) -> dict:
                             checkpoint_cells=a.checkpoint_cells).to(dev).train()
         net.generator = torch.Generator(device=dev).manual_seed(1)
         arch, weights = net.arch_parameters(), net.weight_parameters()
-    opt = torch.optim.Adam([{"params": weights, "lr": 0.025, "betas": (0.1, 0.001)},
-                            {"params": arch, "lr": 3e-3, "betas": (0.5, 0.999)}])
+    opt = torch.optim.Adam([{"params": weights, "lr": SEARCH.weight_lr, "betas": SEARCH.weight_betas},
+                            {"params": arch, "lr": SEARCH.arch_lr, "betas": SEARCH.arch_betas}])
     shape = (a.batch, a.channels, a.size, a.size, a.size)
     x = torch.randn(shape, device=dev)
     y = torch.randint(0, a.classes, (a.batch, a.size, a.size, a.size), device=dev)

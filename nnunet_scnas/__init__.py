@@ -1,6 +1,12 @@
-"""SCNAS (Kim et al., MICCAI 2019) for nnU-Net v2: op set, cells, Algorithm 1, networks, genotypes.
+"""SCNAS (Kim et al., MICCAI 2019) for nnU-Net v2.
 
-The core imports only torch. Names are resolved lazily so that importing the package (as the
+This package is the paper, one concept a file: ``operations`` (op set), ``cells`` (cell DAG),
+``macro`` (U-Net of cells), ``sampler`` (Algorithm 1), ``search_model`` (supernet),
+``bilevel`` (the bi-level step), ``genotypes`` (derivation, genotype files), ``model`` (the
+retrained network), ``recipe`` (the paper's numbers). It imports torch and
+dynamic-network-architectures only. nnU-Net's side lives in ``nnunet_scnas.trainers`` and
+``nnunet_scnas.plans``; the user tools (command line, demo, compare, diagrams, cost) in
+``nnunet_scnas.tools``. Names are resolved lazily, so that importing the package (as the
 trainer-discovery hook does at interpreter start) costs nothing.
 """
 from __future__ import annotations
@@ -25,8 +31,11 @@ _EXPORTS = {
     "EDGES": "genotypes",
     "SearchNetwork": "search_model",
     "SCNASNetwork": "model",
-    "count_flops": "cost",
-    "count_parameters": "cost",
+    "BilevelStep": "bilevel",
+    "SEARCH": "recipe",
+    "RETRAIN": "recipe",
+    "count_flops": "tools.cost",
+    "count_parameters": "tools.cost",
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

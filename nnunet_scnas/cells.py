@@ -105,8 +105,8 @@ class _Cell(nn.Module):
             spatial = [s // 2 for s in spatial]
         for j in range(N_INPUTS, N_INPUTS + N_NODES):
             node = None
-            for k, (i, jj) in enumerate(EDGES):
-                if jj != j:
+            for k, (i, target) in enumerate(EDGES):
+                if target != j:
                     continue
                 y = self._edge(k, inputs[i], *edge_args)
                 if y is not None:

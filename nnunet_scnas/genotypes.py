@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ._io import atomic_write_json  # noqa: F401 (re-exported: trainers write genotype files with it)
+from ._io import atomic_write_json
 from .operations import OPS, ZERO_INDEX
 
 CELL_TYPES: tuple[str, ...] = ("enc_normal", "reduction", "dec_normal", "expansion")
@@ -24,6 +24,9 @@ N_NODES = 4
 EDGES: tuple[tuple[int, int], ...] = tuple(
     (i, j) for j in range(N_INPUTS, N_INPUTS + N_NODES) for i in range(j))
 GENOTYPE_FORMAT = "nnunet_scnas.genotype"
+#: a searched cell type whose mean confidence (max softmax(alpha) per edge) stays below twice
+#: uniform is reported as close to a random draw
+CONFIDENT = 2 / len(OPS)
 GENOTYPE_VERSION = 1
 
 
@@ -117,14 +120,53 @@ class Genotype:
             out[t] = torch.nn.functional.one_hot(idx, len(OPS)).float()
         return out
 
+    @classmethod
+    def random(cls, seed: int, provenance: Mapping[str, Any] | None = None) -> "Genotype":
+        """A uniform draw from the search space: per edge one of the 8 ops, ``zero`` included, with
+        derivation's dead-node rule. Drawn as ``derive`` of i.i.d. Gumbel logits, whose argmax is
+        uniform per edge, so the rule is exactly derivation's (a node whose edges all drew ``zero``
+        gets a uniform non-zero op on a uniform one of its edges)."""
+        gen = torch.Generator().manual_seed(seed)
+        logits = {t: -torch.log(-torch.log(torch.rand(len(EDGES), len(OPS), generator=gen).clamp(1e-12, 1 - 1e-7)))
+                  for t in CELL_TYPES}
+        cells = derive(logits).cells
+        return cls(cells, {"random_seed": seed, "package_version": _package_version(), **(provenance or {})})
+
+    def mean_confidence(self) -> dict[str, float] | None:
+        """Per cell type the mean over edges of max softmax(alpha) (1/8: uniform, 1: one op per
+        edge); None for genotypes that were not searched."""
+        conf = self.provenance.get("confidence")
+        if not isinstance(conf, dict) or set(conf) != set(CELL_TYPES):
+            return None
+        return {t: sum(conf[t]) / len(conf[t]) for t in CELL_TYPES}
+
+    def randomness_note(self) -> str | None:
+        """One line if the search ended close to uniform on some cell type (mean confidence below
+        ``CONFIDENT``): the genotype is then close to a random draw. None otherwise."""
+        conf = self.mean_confidence()
+        if conf is None or min(conf.values()) >= CONFIDENT:
+            return None
+        steps = self.provenance.get("alpha_steps", "an unknown number of")
+        weakest = min(conf, key=conf.get)
+        return (f"this genotype is close to a random draw: {steps} alpha steps, mean confidence "
+                f"{conf[weakest]:.3f} on {weakest} (uniform {1 / len(OPS):.3f}; {CONFIDENT:.2f} needed)")
+
     def describe(self) -> str:
-        """Human-readable text, one line per non-zero edge."""
+        """Human-readable text, one line per non-zero edge (with its confidence, if searched)."""
+        conf = self.provenance.get("confidence") if self.mean_confidence() is not None else None
+        entropy = self.provenance.get("mean_entropy", {})
         lines = []
         for t in CELL_TYPES:
-            lines.append(f"{t}:")
-            for (i, j), op in zip(EDGES, self.cells[t]):
+            head = f"{t}:"
+            if conf is not None:
+                head += f"  mean confidence {sum(conf[t]) / len(conf[t]):.3f}"
+                if t in entropy:
+                    head += f", mean entropy {entropy[t]:.3f} (uniform {math.log(len(OPS)):.3f})"
+            lines.append(head)
+            for k, ((i, j), op) in enumerate(zip(EDGES, self.cells[t])):
                 if op != "zero":
-                    lines.append(f"  {_node_name(i)} -> {_node_name(j)}: {op}")
+                    lines.append(f"  {_node_name(i)} -> {_node_name(j)}: {op}"
+                                 + (f"  ({conf[t][k]:.3f})" if conf is not None else ""))
         return "\n".join(lines)
 
 
@@ -188,9 +230,10 @@ def derive(alphas: Mapping[str, torch.Tensor], provenance: Mapping[str, Any] | N
     ``zero`` can win, which removes the edge. If every edge into a node picks ``zero`` the node
     would be dead (its quarter of the cell output constant zero); instead, the incoming edge
     whose best non-zero op is strongest gets that op, so every node carries signal.
+    The provenance records softmax(alpha), each edge's confidence (its largest softmax) and
+    each cell type's mean entropy, which say how far the search moved from uniform.
     """
-    cells = {}
-    tables = {}
+    cells, tables, confidence, entropy = {}, {}, {}, {}
     for t in CELL_TYPES:
         p = torch.softmax(alphas[t].detach().float().cpu(), dim=-1)
         if p.shape != (len(EDGES), len(OPS)):
@@ -201,13 +244,16 @@ def derive(alphas: Mapping[str, torch.Tensor], provenance: Mapping[str, Any] | N
         nonzero = p.clone()
         nonzero[:, ZERO_INDEX] = -1.0
         for j in range(N_INPUTS, N_INPUTS + N_NODES):
-            incoming = [k for k, (_, jj) in enumerate(EDGES) if jj == j]
+            incoming = [k for k, (_, target) in enumerate(EDGES) if target == j]
             if all(choice[k] == ZERO_INDEX for k in incoming):
                 best = max(incoming, key=lambda k: nonzero[k].max().item())
                 choice[best] = int(nonzero[best].argmax())
         cells[t] = tuple(OPS[c] for c in choice)
         tables[t] = [[round(v, 6) for v in row] for row in p.tolist()]
-    prov = {"alpha_softmax": tables, "package_version": _package_version()}
+        confidence[t] = [round(v, 4) for v in p.max(dim=1).values.tolist()]
+        entropy[t] = round(float(-(p * p.clamp_min(1e-12).log()).sum(dim=1).mean()), 4)
+    prov = {"alpha_softmax": tables, "confidence": confidence, "mean_entropy": entropy,
+            "package_version": _package_version()}
     prov.update(provenance or {})
     for k, v in prov.items():
         if isinstance(v, float) and not math.isfinite(v):

@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
+from dynamic_network_architectures.architectures.abstract_arch import AbstractDynamicNetworkArchitectures
+from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -50,14 +52,6 @@ def check_strides(strides: Sequence[Sequence[int]] | None) -> None:
                          f"{STRIDES}, got {[list(s) for s in strides]}")
 
 
-def he_init(module: nn.Module) -> None:
-    """He initialisation with nnU-Net's LeakyReLU slope (as nnU-Net's InitWeights_He)."""
-    if isinstance(module, (nn.Conv3d, nn.ConvTranspose3d)):
-        nn.init.kaiming_normal_(module.weight, a=NEGATIVE_SLOPE)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-
 class Decoder(nn.Module):
     """Holds the decoder cells and the output heads; nnU-Net toggles ``deep_supervision`` here."""
 
@@ -68,12 +62,22 @@ class Decoder(nn.Module):
         self.deep_supervision = deep_supervision
 
 
-class CellUNet(nn.Module):
-    """The macro architecture shared by the supernet and the derived network."""
+class CellUNet(AbstractDynamicNetworkArchitectures):
+    """The macro architecture shared by the supernet and the derived network.
+
+    ``key_to_stem`` and ``keys_to_in_proj`` tell dynamic-network-architectures' tools (and
+    anything that adapts pretrained weights to another channel count) which weights depend on
+    the input channels: only the stem's conv. nnU-Net's ``-pretrained_weights`` skips the heads
+    (``decoder.seg_layers``) itself.
+    """
+
+    #: nnU-Net applies ``network.initialize`` to every module after building from plans
+    initialize = InitWeights_He(NEGATIVE_SLOPE)
 
     def __init__(self, input_channels: int, num_classes: int, stem_channels: int, deep_supervision: bool,
                  make_cell: CellFactory, checkpoint_cells: bool = False):
         super().__init__()
+        self.key_to_encoder, self.key_to_stem, self.keys_to_in_proj = "encoder", "stem", ("stem.0",)
         if stem_channels % 4 or stem_channels < 4:
             raise ValueError(f"stem_channels must be a positive multiple of 4 (4 nodes per cell), got {stem_channels}")
         self.input_channels, self.num_classes, self.stem_channels = input_channels, num_classes, stem_channels
@@ -83,12 +87,12 @@ class CellUNet(nn.Module):
         levels, widths = [0], [stem_channels]  # per output o_0 (stem) .. o_12
         cells = []
         for n, cell_type in enumerate(CELL_SEQUENCE, start=1):
-            pp, p = max(n - 2, 0), n - 1
-            in_level = levels[p] + (LEVEL_STEP[cell_type] if cell_type == "expansion" else 0)
-            level = levels[p] + LEVEL_STEP[cell_type]
+            prev_prev, prev = max(n - 2, 0), n - 1  # indices of the two input outputs
+            in_level = levels[prev] + (LEVEL_STEP[cell_type] if cell_type == "expansion" else 0)
+            level = levels[prev] + LEVEL_STEP[cell_type]
             width = stem_channels * 2 ** level
-            cells.append(make_cell(cell_type, widths[pp], widths[p], width,
-                                   in_level - levels[pp], in_level - levels[p]))
+            cells.append(make_cell(cell_type, widths[prev_prev], widths[prev], width,
+                                   in_level - levels[prev_prev], in_level - levels[prev]))
             levels.append(level)
             widths.append(width)
         n_enc = 2 * N_DOWNSAMPLINGS
@@ -101,8 +105,9 @@ class CellUNet(nn.Module):
         # this LeakyReLU: it runs once per output, and autograd keeps one activated copy
         self.activation = LeakyReLU()
 
-    def cell_inputs(self) -> dict[str, tuple]:
-        """Extra arguments per cell type for this forward pass (sampled weights in the supernet)."""
+    def edge_arguments(self) -> dict[str, tuple]:
+        """Per cell type, what its cells pass to their edges in this forward pass: nothing for a
+        derived network, (edge weights, active ops) in the supernet."""
         return {t: () for t in CELL_TYPES}
 
     def _run(self, cell: _Cell, s0: torch.Tensor, s1: torch.Tensor, args: tuple) -> torch.Tensor:
@@ -112,7 +117,7 @@ class CellUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         check_spatial_size(x.shape[2:])
-        args = self.cell_inputs()
+        args = self.edge_arguments()
         outs: list[torch.Tensor | None] = [self.stem(x)]  # raw outputs o_0, o_1, ...
         activated: dict[int, torch.Tensor] = {}
 
@@ -139,7 +144,3 @@ class CellUNet(nn.Module):
                     logits.append(head[1](act(n)))  # head = LeakyReLU -> 1x1x1 conv
         logits.reverse()
         return logits if self.decoder.deep_supervision else logits[0]
-
-    @staticmethod
-    def initialize(module: nn.Module) -> None:
-        he_init(module)

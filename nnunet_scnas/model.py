@@ -6,6 +6,7 @@ from typing import Any, Mapping, Sequence
 from .cells import DerivedCell
 from .genotypes import Genotype
 from .macro import CellUNet, check_strides
+from .recipe import RETRAIN
 
 
 class SCNASNetwork(CellUNet):
@@ -19,7 +20,7 @@ class SCNASNetwork(CellUNet):
     """
 
     def __init__(self, input_channels: int, num_classes: int, genotype: Genotype | Mapping[str, Any],
-                 stem_channels: int = 68, deep_supervision: bool = True,
+                 stem_channels: int = RETRAIN.stem_channels, deep_supervision: bool = True,
                  strides: Sequence[Sequence[int]] | None = None, checkpoint_cells: bool = False):
         check_strides(strides)
         if not isinstance(genotype, Genotype):

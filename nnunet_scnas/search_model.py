@@ -17,13 +17,14 @@ from .cells import SearchCell
 from .genotypes import CELL_TYPES, EDGES, Genotype, derive
 from .macro import CellUNet, check_strides
 from .operations import OPS
+from .recipe import SEARCH
 from .sampler import SAMPLING_MODES, sample_weights
 
 
 class SearchNetwork(CellUNet):
     """Supernet with architecture logits ``alphas[cell_type]`` and temperature buffer ``tau``."""
 
-    def __init__(self, input_channels: int, num_classes: int, stem_channels: int = 48,
+    def __init__(self, input_channels: int, num_classes: int, stem_channels: int = SEARCH.stem_channels,
                  deep_supervision: bool = True, strides: Sequence[Sequence[int]] | None = None,
                  sampling: str = "two_op", tau: float = 1.0, checkpoint_cells: bool = False):
         check_strides(strides)
@@ -71,7 +72,9 @@ class SearchNetwork(CellUNet):
         return {t: sample_weights(self.alphas[t], float(self.tau), self.sampling, self.generator)
                 for t in CELL_TYPES}
 
-    def cell_inputs(self) -> dict[str, tuple]:
+    def edge_arguments(self) -> dict[str, tuple]:
+        """Per cell type (edge weights [14, 8], active op indices per edge): this pass's draw in
+        training, the derived one-hot architecture in eval mode."""
         if not self.training:
             weights = self._derived_weights()
         else:

@@ -3,8 +3,8 @@
 nnU-Net has no hook for external planners, so this reads the plans that
 ``nnUNetv2_plan_and_preprocess`` wrote and adds a plans file of its own. Only patch and batch
 size change (patch: a multiple of 8 on every axis, as the SCNAS U-Net downsamples 3 times;
-both: what fits ``-gpu_memory_target`` for the supernet at stem 48 and the retrained network
-at stem 68). Spacing, normalisation and ``data_identifier`` stay, so the preprocessed data is
+both: what fits ``-gpu_memory_target`` for the supernet and the retrained network at the
+stems of ``nnunet_scnas.recipe``). Spacing, normalisation and ``data_identifier`` stay, so the preprocessed data is
 shared and nothing is preprocessed again.
 """
 from __future__ import annotations
@@ -16,28 +16,32 @@ import sys
 
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json
 
-from nnunet_scnas.genotypes import CELL_TYPES, Genotype, atomic_write_json
+from nnunet_scnas._io import atomic_write_json
+from nnunet_scnas.genotypes import CELL_TYPES, Genotype
 from nnunet_scnas.macro import DIVISOR, MIN_SIZE
-from nnunet_scnas.memory import estimate_training_memory
 from nnunet_scnas.model import SCNASNetwork
+from nnunet_scnas.recipe import RETRAIN, SEARCH
 from nnunet_scnas.search_model import SearchNetwork
+from nnunet_scnas.tools.memory import estimate_training_memory
 
-SEARCH_STEM, RETRAIN_STEM = 48, 68
 MIN_BATCH = 2  # as nnU-Net
 
 
 def _round_patch(patch: list[int], divisor: int) -> list[int]:
-    return [max(math.lcm(MIN_SIZE, divisor) if s < MIN_SIZE else divisor, s - s % divisor) for s in patch]
+    """Each axis down to a multiple of ``divisor``, but at least the smallest such multiple >= MIN_SIZE."""
+    smallest = -(-MIN_SIZE // divisor) * divisor
+    return [max(smallest, s - s % divisor) for s in patch]
 
 
 def scnas_memory_gb(patch: list[int], batch: int, in_channels: int, num_classes: int) -> tuple[float, float]:
-    """Estimated training memory (GB) of the search step (stem 48, per-cell checkpointing, a
-    worst-case two-op draw) and of the retrain step (stem 68, separable convs everywhere)."""
+    """Estimated training memory (GB) of the search step (the recipe's stem, 48; per-cell
+    checkpointing; a worst-case two-op draw) and of the retrain step (stem 68, separable convs
+    everywhere)."""
     shape = (batch, in_channels, *patch)
-    search = estimate_training_memory(SearchNetwork(in_channels, num_classes, SEARCH_STEM), shape,
+    search = estimate_training_memory(SearchNetwork(in_channels, num_classes, SEARCH.stem_channels), shape,
                                       checkpoint_cells=True)
     heavy = Genotype({t: ("sep_dil_conv_3x3x3_r2",) * 14 for t in CELL_TYPES})
-    retrain = estimate_training_memory(SCNASNetwork(in_channels, num_classes, heavy, RETRAIN_STEM), shape)
+    retrain = estimate_training_memory(SCNASNetwork(in_channels, num_classes, heavy, RETRAIN.stem_channels), shape)
     return search, retrain
 
 

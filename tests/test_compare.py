@@ -14,8 +14,8 @@ from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from nnunetv2.evaluation.evaluate_predictions import save_summary_json
 
 from nnunet_scnas import CELL_TYPES, Genotype, SCNASNetwork
-from nnunet_scnas.compare import add_arguments, compare, format_table, parse_trainer, run
-from nnunet_scnas.cost import count_flops, count_parameters
+from nnunet_scnas.tools.compare import add_arguments, compare, format_table, parse_trainer, run
+from nnunet_scnas.tools.cost import count_flops, count_parameters
 from nnunet_scnas.trainers import nnUNetTrainerSCNASRetrain
 
 DATASET_NAME = "Dataset990_Toy"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from nnunet_scnas import demo
+from nnunet_scnas.tools import demo
 
 
 def test_new_folder_then_resume_then_other_settings_are_refused(tmp_path):

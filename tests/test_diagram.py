@@ -9,7 +9,7 @@ import os
 import pytest
 
 from nnunet_scnas import CELL_TYPES, EDGES, OPS, Genotype
-from nnunet_scnas.diagram import live_nodes, plot_alpha_history, render_cell, render_genotype
+from nnunet_scnas.tools.diagram import live_nodes, plot_alpha_history, render_cell, render_genotype
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -89,7 +89,7 @@ def test_alpha_history_errors_are_one_line(tmp_path):
 def test_figures_ignore_global_style_changes(tmp_path):
     """nnU-Net's progress plot runs seaborn.set(font_scale=2.5) in the same process."""
     import matplotlib
-    from nnunet_scnas import diagram
+    from nnunet_scnas.tools import diagram
     seen = {}
     real = diagram._save
 

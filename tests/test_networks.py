@@ -1,4 +1,7 @@
 """Supernet and derived network: modes, gradients, deep supervision, derivation round trip."""
+import math
+import random
+
 import pytest
 import torch
 
@@ -134,10 +137,74 @@ def test_dead_node_gets_its_strongest_non_zero_edge():
     assert g.cells["enc_normal"][2] == "conv_3x3x3"
 
 
-def test_cost_is_counted_at_paper_scale_without_allocating():
-    g = Genotype({t: ("sep_dil_conv_3x3x3_r2",) * 14 for t in CELL_TYPES})
-    small = count_flops(SCNASNetwork(4, 3, g, stem_channels=48), (1, 4, 128, 128, 128))
-    large = count_flops(SCNASNetwork(4, 3, g, stem_channels=68), (1, 4, 128, 128, 128))
-    assert 1e11 < small < large < 1e12
-    assert count_parameters(SCNASNetwork(4, 3, g, stem_channels=68)) > count_parameters(
-        SCNASNetwork(1, 3, g, stem_channels=68))
+def _cost_by_hand(cells, c_in, stem, classes, spatial, deep_supervision):
+    """(FLOPs, parameters) of a derived network, worked out from the architecture (docs/DESIGN.md,
+    macro.py and cells.py docstrings), not from its modules. FLOPs as torch.utils.flop_counter
+    counts them: 2 per multiply-add of a convolution (no bias, norm or pooling); a transposed conv
+    costs its weight size per *input* voxel, which for a 2x2x2 stride-2 one equals 1 multiply-add
+    per weight-channel pair and output voxel, as the forward conv it mirrors.
+
+    Levels: the stem is level 0; cells run reduction, enc_normal x3 (levels 1..3), then expansion,
+    dec_normal x3 (levels 2..0). Cell n reads outputs n-2 and n-1 (the first reads the stem twice),
+    outputs stem * 2**level channels as 4 nodes of a quarter of that. Each input is brought to the
+    cell's working level (a reduction cell's input level, otherwise its output level) by a 1x1x1
+    conv (same level), a 2x2x2 stride-2 conv (one finer) or a 2x2x2 stride-2 transposed conv (one
+    coarser), each + InstanceNorm. Ops run at the node resolution; reduction cells run the edges
+    from their two inputs at stride 2. Heads: 1x1x1 conv with bias on the three decoder-normal
+    cells (levels 2, 1, 0); without deep supervision only the last runs.
+    """
+    sequence = ["reduction", "enc_normal"] * 3 + ["expansion", "dec_normal"] * 3
+    step = {"reduction": 1, "enc_normal": 0, "expansion": -1, "dec_normal": 0}
+
+    def voxels(level):
+        return math.prod(s // 2 ** level for s in spatial)
+
+    macs = c_in * stem * 27 * voxels(0)
+    params = c_in * stem * 27 + 2 * stem  # stem conv (no bias) + InstanceNorm affine
+    levels, widths = [0], [stem]
+    for n, cell_type in enumerate(sequence, start=1):
+        level = levels[n - 1] + step[cell_type]
+        work = level - 1 if cell_type == "reduction" else level
+        c = stem * 2 ** level // 4
+        for src in (max(n - 2, 0), n - 1):
+            kernel = {0: 1, 1: 8, -1: 8}[work - levels[src]]
+            weights = widths[src] * c * kernel
+            macs += weights * (voxels(work) if work >= levels[src] else voxels(levels[src]))
+            params += weights + 2 * c
+        for op in cells[cell_type]:
+            if op == "conv_3x3x3":
+                macs += c * c * 27 * voxels(level)
+                params += c * c * 27 + 2 * c
+            elif op.startswith("sep_dil_conv"):  # depthwise 3x3x3 + pointwise 1x1x1
+                macs += (c * 27 + c * c) * voxels(level)
+                params += c * 27 + c * c + 2 * c
+        levels.append(level)
+        widths.append(stem * 2 ** level)
+    for n in (8, 10, 12):
+        params += widths[n] * classes + classes
+        if deep_supervision or n == 12:
+            macs += widths[n] * classes * voxels(levels[n])
+    return 2 * macs, params
+
+
+IDENTITY_OR_ZERO = {t: tuple("zero" if k % 3 == 0 else "identity" for k in range(14)) for t in CELL_TYPES}
+
+
+@pytest.mark.parametrize("deep_supervision", [False, True])
+def test_cost_without_conv_ops_is_stem_preprocessing_and_heads_exactly(deep_supervision):
+    """At paper scale (stem 68, 4 x 128^3), counted on the meta device (nothing allocated)."""
+    net = SCNASNetwork(4, 3, Genotype(IDENTITY_OR_ZERO), stem_channels=68, deep_supervision=deep_supervision)
+    flops, params = _cost_by_hand(IDENTITY_OR_ZERO, 4, 68, 3, (128, 128, 128), deep_supervision)
+    assert count_flops(net, (1, 4, 128, 128, 128)) == flops
+    assert count_parameters(net) == params
+
+
+@pytest.mark.parametrize("stem,spatial", [(48, (128, 128, 128)), (68, (128, 128, 128)), (8, (24, 32, 40))])
+def test_cost_with_every_op_is_exact(stem, spatial):
+    rnd = random.Random(stem)
+    cells = {t: tuple(rnd.choice(OPS) for _ in range(14)) for t in CELL_TYPES}
+    cells["enc_normal"] = OPS + OPS[:6]  # every op at least once, whatever the draw
+    net = SCNASNetwork(2, 5, Genotype(cells), stem_channels=stem, deep_supervision=False)
+    flops, params = _cost_by_hand(cells, 2, stem, 5, spatial, False)
+    assert count_flops(net, (1, 2, *spatial)) == flops
+    assert count_parameters(net) == params

@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from nnunet_scnas import Genotype
-from nnunet_scnas.synth import make_dataset
-from nnunet_scnas.trainers.common import TEMP_FILE_PATTERNS
+from nnunet_scnas.tools.synth import make_dataset
+from nnunet_scnas._io import TEMP_PATTERN
 
 pytestmark = pytest.mark.slow  # 4-5 min on a busy 2-core machine: nnU-Net planning, 6 process starts, 2 validations
 
@@ -162,7 +162,7 @@ def test_search_killed_and_continued_ends_exactly_like_an_uninterrupted_one(tiny
 
     # nothing half-written, nothing left behind
     for path in (root / "B").rglob("*"):
-        assert not any(fnmatch.fnmatch(path.name, p) for p in TEMP_FILE_PATTERNS), f"temporary file left: {path}"
+        assert not fnmatch.fnmatch(path.name, TEMP_PATTERN), f"temporary file left: {path}"
         if path.suffix == ".json":
             doc = json.loads(path.read_text())
             if path.name.startswith("genotype"):

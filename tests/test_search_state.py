@@ -1,10 +1,8 @@
-"""Search trainer state without data: the step's guards (a non-finite loss, gradient or alpha never
-reaches alpha, with and without a grad scaler: the CUDA AMP branch, run by a CPU GradScaler) and
-what a checkpoint round trip restores."""
+"""Search trainer state without data: what a checkpoint round trip restores (the step's own
+guards are tested in test_bilevel.py)."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -41,54 +39,12 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(params=["no scaler", "grad scaler"])
-def trainer(request, tmp_path, monkeypatch):
-    monkeypatch.setenv("nnUNet_results", str(tmp_path))
-    t = _make_trainer(request.param == "grad scaler")
-    t._step(BATCH, t._module().arch_parameters(), "alpha")  # an Adam state to protect
-    return t
-
-
-def _alpha_and_state(t) -> list:
-    alphas = t._module().arch_parameters()
-    return [(a.detach().clone(), {k: v.clone() for k, v in t.optimizer.state[a].items()}) for a in alphas]
-
-
-def _assert_unchanged(t, before) -> None:
-    for a, (value, state) in zip(t._module().arch_parameters(), before):
-        assert torch.equal(a, value)
-        assert state.keys() == t.optimizer.state[a].keys()
-        assert all(torch.equal(v, t.optimizer.state[a][k]) for k, v in state.items())
-
-
-@pytest.mark.parametrize("loss, logged", [
-    (lambda outputs, target: outputs[0].mean() * float("nan"), "non-finite loss nan"),
-    (lambda outputs, target: (outputs[0].mean() * 0).abs().sqrt(), "non-finite gradient"),  # loss 0, grad 0 * inf
-])
-def test_non_finite_loss_or_gradient_skips_the_step_and_is_logged(trainer, loss, logged, capsys):
-    before = _alpha_and_state(trainer)
-    trainer.loss = loss
-    trainer._alpha_step(BATCH)
-    _assert_unchanged(trainer, before)
-    assert f"{logged} in the alpha step" in capsys.readouterr().out
-
-
-def test_an_alpha_step_that_makes_alpha_non_finite_is_undone(trainer, capsys):
-    before = _alpha_and_state(trainer)
-    trainer.optimizer.param_groups[1]["lr"] = float("inf")
-    assert math.isnan(trainer._alpha_step(BATCH))
-    _assert_unchanged(trainer, before)
-    assert "step undone" in capsys.readouterr().out
-    trainer.optimizer.param_groups[1]["lr"] = 3e-3
-    trainer._alpha_step(BATCH)
-    assert not torch.equal(trainer._module().arch_parameters()[0], before[0][0])  # later steps still move alpha
-
-
 def test_checkpoint_round_trip_restores_both_adam_groups_alpha_and_the_best_ema(tmp_path, monkeypatch):
     monkeypatch.setenv("nnUNet_results", str(tmp_path))
     t = _make_trainer(scaler=False)
-    t._alpha_step(BATCH)
-    t._step(BATCH, t._module().weight_parameters(), "weights")
+    step = t._bilevel_step()
+    step.arch_step(BATCH["data"], BATCH["target"])
+    step.weight_step(BATCH["data"], BATCH["target"])
     for epoch, ema in enumerate([0.2, 0.5, float("nan"), 0.4]):
         t.logger.log("ema_fg_dice", ema, epoch)
     t._best_ema = 0.2  # as in checkpoint_latest: written before the epoch's best update
@@ -96,7 +52,7 @@ def test_checkpoint_round_trip_restores_both_adam_groups_alpha_and_the_best_ema(
     u = _make_trainer(scaler=False)
     u.load_checkpoint(str(tmp_path / "c.pth"))
     assert u._best_ema == 0.5
-    assert all(torch.equal(a, b) for a, b in zip(t._module().state_dict().values(), u._module().state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(t.unwrapped_network().state_dict().values(), u.unwrapped_network().state_dict().values()))
     sa, sb = t.optimizer.state_dict(), u.optimizer.state_dict()
     assert sa["param_groups"] == sb["param_groups"] and len(sa["param_groups"]) == 2
     assert sa["state"].keys() == sb["state"].keys()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_scnas import synth
+from nnunet_scnas.tools import synth
 
 TINY = dict(dataset_id=991, name="Tiny", num_cases=5, channels=4, size=(32, 40, 32), seed=3, num_test=1)
 

@@ -13,7 +13,8 @@ from nnunet_scnas import CELL_TYPES, Genotype, SCNASNetwork
 from nnunet_scnas.trainers import nnUNetTrainerSCNASRetrain, nnUNetTrainerSCNASSearch
 from nnunet_scnas.trainers.common import SCNASUsageError, TrainLossPlateau
 from nnunet_scnas.trainers.losses import SoftJaccardLoss
-from nnunet_scnas.trainers.search import split_weights_arch, tau_schedule
+from nnunet_scnas.recipe import tau_schedule
+from nnunet_scnas.trainers.search import split_weights_arch
 
 # nnU-Net plans of a toy dataset (no data behind them), shared with test_search_state.py
 PLANS = json.loads((Path(__file__).parent / "toy_plans.json").read_text())

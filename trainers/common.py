@@ -1,8 +1,8 @@
 """What both SCNAS trainers share: the network written into the plans, the paper's Adam with
-plateau-on-training-loss schedule, Jaccard loss, atomic checkpoints, one-line input errors."""
+plateau-on-training-loss schedule and stop criterion, Jaccard loss, atomic checkpoints,
+one-line input errors."""
 from __future__ import annotations
 
-import fnmatch
 import os
 import tempfile
 
@@ -12,13 +12,12 @@ from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_lo
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunet_scnas._io import atomic_write, remove_temp_files
 from nnunet_scnas.macro import MIN_SIZE, STRIDES, check_spatial_size
 
 from .losses import SoftJaccardLoss
 
 PLANS_COMMAND = "nnUNetv2_plan_scnas -d DATASET_ID"
-#: temporary files of our atomic writers (checkpoints, json, figures); a SIGKILL leaves them behind
-TEMP_FILE_PATTERNS = (".tmp_*", ".*.tmp", ".*.tmp.png")
 
 
 class SCNASUsageError(SystemExit):
@@ -55,11 +54,12 @@ class _StopTraining(Exception):
 
 
 class SCNASTrainerBase(nnUNetTrainer):
-    """Subclasses set the network (``architecture()``) and the optimiser's parameter groups."""
+    """Subclasses write their network into the plans (``_set_architecture`` in ``initialize``)
+    and give the optimiser's parameter groups (``_param_groups``)."""
 
-    #: paper's plateau rule and stop criterion; subclasses set the numbers
-    plateau_factor = 0.1
-    plateau_patience = 20
+    #: the paper's plateau rule and stop criterion; subclasses take the numbers from nnunet_scnas.recipe
+    plateau_factor: float
+    plateau_patience: int
     min_lr = 0.0
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -89,7 +89,8 @@ class SCNASTrainerBase(nnUNetTrainer):
         type(self.plans_manager).get_configuration.cache_clear()
         self.configuration_manager = self.plans_manager.get_configuration(self.configuration_name)
 
-    def _module(self) -> torch.nn.Module:
+    def unwrapped_network(self) -> torch.nn.Module:
+        """The SCNAS network itself, without the DDP replica wrapper or torch.compile's."""
         mod = self.network.module if self.is_ddp else self.network
         return getattr(mod, "_orig_mod", mod)
 
@@ -139,35 +140,21 @@ class SCNASTrainerBase(nnUNetTrainer):
 
     # -- checkpoints ------------------------------------------------------------------------
     def on_train_start(self) -> None:
-        if self.local_rank == 0:
-            self._remove_stale_temp_files()
+        if self.local_rank == 0:  # a killed run's temporary files are never renamed; nothing else writes them
+            remove_temp_files(self.output_folder)
         super().on_train_start()
 
-    def _remove_stale_temp_files(self) -> None:
-        """Temporary files of a killed run are never renamed; nothing else writes them."""
-        for folder, _, files in os.walk(self.output_folder):
-            for name in files:
-                if any(fnmatch.fnmatch(name, p) for p in TEMP_FILE_PATTERNS):
-                    os.unlink(os.path.join(folder, name))
-
     def save_checkpoint(self, filename: str) -> None:
-        """nnU-Net's checkpoint, written to a temporary file, fsynced and renamed: neither a kill
+        """nnU-Net's checkpoint, written atomically (``nnunet_scnas._io.atomic_write``): neither a kill
         nor a crash of the machine leaves a checkpoint that cannot be read."""
         if self.local_rank != 0 or self.disable_checkpointing:
-            return super().save_checkpoint(filename)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(filename), prefix=".tmp_", suffix=".pth")
-        os.close(fd)
-        try:
-            super().save_checkpoint(tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, filename)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            return super().save_checkpoint(filename)  # writes nothing
+        atomic_write(filename, super().save_checkpoint)
 
     def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
-        if isinstance(filename_or_checkpoint, dict):  # nnU-Net 2.8.1 only loads from a path
+        # nnunetv2 2.8.1's load_checkpoint takes a dict by its signature, but reads the checkpoint
+        # only from a path (a dict ends in a NameError); until that is fixed, a dict goes via a file
+        if isinstance(filename_or_checkpoint, dict):
             fd, tmp = tempfile.mkstemp(suffix=".pth")
             os.close(fd)
             try:

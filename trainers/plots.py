@@ -9,7 +9,8 @@ import matplotlib
 matplotlib.use("agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from nnunet_scnas.diagram import default_style  # noqa: E402
+from nnunet_scnas._io import atomic_write  # noqa: E402
+from nnunet_scnas.tools.diagram import default_style  # noqa: E402
 from nnunet_scnas.genotypes import CELL_TYPES  # noqa: E402
 
 
@@ -32,7 +33,7 @@ def plot_search_progress(log: dict, output_folder: str) -> None:
     axes[2].set_ylabel("tau")
     axes[2].set_xlabel("epoch")
     fig.tight_layout()
-    tmp = os.path.join(output_folder, ".progress_search.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, os.path.join(output_folder, "progress_search.png"))
+    try:
+        atomic_write(os.path.join(output_folder, "progress_search.png"), fig.savefig)
+    finally:
+        plt.close(fig)

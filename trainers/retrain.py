@@ -12,9 +12,10 @@ import os
 
 import torch
 from batchgenerators.utilities.file_and_folder_operations import isfile, join
-from nnunetv2.paths import nnUNet_results
+from nnunetv2.utilities.file_path_utilities import get_output_folder
 
 from nnunet_scnas.genotypes import Genotype
+from nnunet_scnas.recipe import RETRAIN
 
 from .common import SCNASTrainerBase, SCNASUsageError
 from .search import GENOTYPE_FILE
@@ -23,26 +24,23 @@ GENOTYPE_ENV = "SCNAS_GENOTYPE"
 
 
 class nnUNetTrainerSCNASRetrain(SCNASTrainerBase):
-    plateau_factor = 0.2
-    plateau_patience = 30
-    min_lr = 1e-7
+    plateau_factor = RETRAIN.plateau_factor
+    plateau_patience = RETRAIN.plateau_patience
+    min_lr = RETRAIN.min_lr
     #: whose search result is the default genotype (None: only $SCNAS_GENOTYPE)
     search_trainer_name: str | None = "nnUNetTrainerSCNASSearch"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        # paper, Sec. 3 (batch size comes from the plans)
-        self.num_epochs = 500
-        self.initial_lr = 3e-4
-        self.betas = (0.9, 0.999)
-        self.stem_channels = 68
+        self.num_epochs = RETRAIN.epochs  # the batch size comes from the plans
+        self.initial_lr, self.betas = RETRAIN.lr, RETRAIN.betas
+        self.stem_channels = RETRAIN.stem_channels
         self.genotype, self.genotype_source = self._find_genotype()
 
     def search_result_path(self) -> str:
-        return join(nnUNet_results, self.plans_manager.dataset_name,
-                    f"{self.search_trainer_name}__{self.plans_manager.plans_name}__{self.configuration_name}",
-                    f"fold_{self.fold}", GENOTYPE_FILE)
+        return join(get_output_folder(self.plans_manager.dataset_name, self.search_trainer_name,
+                                      self.plans_manager.plans_name, self.configuration_name, self.fold), GENOTYPE_FILE)
 
     def _find_genotype(self) -> tuple[Genotype, str]:
         frozen = join(self.output_folder, GENOTYPE_FILE)

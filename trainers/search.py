@@ -1,9 +1,8 @@
-"""``nnUNetTrainerSCNASSearch``: the stochastic bi-level search (paper, Sec. 2.2 and 3).
+"""``nnUNetTrainerSCNASSearch``: the stochastic bi-level search (paper, Sec. 2.2 and 3) in nnU-Net.
 
-Each iteration: an architecture step (alpha) on a batch of the fold's architecture cases, then
-a weight step (Theta) on a batch of its weight cases; every forward pass draws a fresh
-architecture with Algorithm 1. One Adam holds both parameter groups with the paper's
-hyperparameters; a step only moves the group whose gradients it computed.
+This file is the nnU-Net side: the 4:1 split of each fold's training cases into weight and
+architecture cases, a second data loader, seeding, distributed set-up, logging and pictures.
+The step itself is ``nnunet_scnas.bilevel.BilevelStep``; the numbers are ``nnunet_scnas.recipe``.
 
 Determinism and resume: the initial network, every architecture draw and every epoch's data
 (batches, crops, augmentation) come from seeds derived from (``search_seed``, fold, epoch,
@@ -24,16 +23,17 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from typing import Iterable
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json
-from nnunetv2.utilities.helpers import dummy_context
 
-from nnunet_scnas.diagram import plot_alpha_history, render_genotype
-from nnunet_scnas.genotypes import CELL_TYPES, atomic_write_json
+from nnunet_scnas._io import atomic_write_json
+from nnunet_scnas.bilevel import BilevelStep
+from nnunet_scnas.genotypes import CELL_TYPES
+from nnunet_scnas.recipe import SEARCH, tau_schedule
+from nnunet_scnas.tools.diagram import plot_alpha_history, render_genotype
 
 from .common import SCNASTrainerBase, SCNASUsageError
 
@@ -44,20 +44,12 @@ ALPHA_HISTORY_FILE = "alpha_history.json"
 CELL_IMAGES_FOLDER = "cells"  # cell_<type>.png of the final genotype (paper, Fig. 2)
 
 
-def tau_schedule(epoch: int, num_epochs: int, warmup_epochs: int, tau_start: float, tau_end: float) -> float:
-    """Temperature: ``tau_start`` during warm-up, then exponential decay to ``tau_end`` at the last epoch."""
-    if epoch <= warmup_epochs or num_epochs - 1 <= warmup_epochs:
-        return tau_start
-    progress = min(1.0, (epoch - warmup_epochs) / (num_epochs - 1 - warmup_epochs))
-    return tau_start * (tau_end / tau_start) ** progress
-
-
 def split_weights_arch(keys: list[str], seed: int) -> tuple[list[str], list[str]]:
     """Seeded 4:1 split of a fold's training cases into weight cases and architecture cases."""
     keys = sorted(keys)
     rng = np.random.RandomState(seed)
     order = rng.permutation(len(keys))
-    n_arch = max(1, int(round(len(keys) / 5)))
+    n_arch = max(1, int(round(len(keys) * SEARCH.arch_fraction)))
     arch = sorted(keys[i] for i in order[:n_arch])
     weights = sorted(keys[i] for i in order[n_arch:])
     return weights, arch
@@ -65,9 +57,8 @@ def split_weights_arch(keys: list[str], seed: int) -> tuple[list[str], list[str]
 
 class ReplicatedNetwork(torch.nn.Module):
     """What DDP gives nnU-Net, minus the reducer that cannot serve ``backward(inputs=one group)``:
-    rank 0's weights, alpha and buffers on every rank at the start, ``.module`` for nnU-Net's DDP
-    code paths (checkpoints, deep supervision), and gradient averaging that the trainer calls
-    for the group it steps."""
+    rank 0's weights, alpha and buffers on every rank at the start, and ``.module`` for nnU-Net's
+    DDP code paths (checkpoints, deep supervision). ``BilevelStep`` averages the gradients."""
 
     def __init__(self, module: torch.nn.Module):
         super().__init__()
@@ -78,41 +69,31 @@ class ReplicatedNetwork(torch.nn.Module):
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
 
-    def average_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
-        """Mean over ranks, in one all-reduce. Every rank ran the same ops, so the same parameters
-        have gradients everywhere (those of ops not drawn have none)."""
-        grads = [p.grad for p in params if p.grad is not None]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= dist.get_world_size()
-        for g, mean in zip(grads, flat.split([g.numel() for g in grads])):
-            g.copy_(mean.view_as(g))
-
 
 class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
-    plateau_factor = 0.1
-    plateau_patience = 20
+    plateau_factor = SEARCH.plateau_factor
+    plateau_patience = SEARCH.plateau_patience
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         if self.is_ddp and device.type == "cpu":  # nnU-Net assumes one GPU per rank; a gloo group on CPUs keeps them
             self.device, self.grad_scaler = device, None
-        # paper, Sec. 3
-        self.num_epochs = 200
-        self.initial_lr = 0.025
-        self.betas = (0.1, 0.001)
-        self.arch_lr = 3e-3
-        self.arch_betas = (0.5, 0.999)
-        self.stem_channels = 48
-        # our choices (docs/DESIGN.md): temperature schedule and alpha warm-up
-        self.tau_start, self.tau_end = 1.0, 0.05
-        self.arch_warmup_epochs = 20
+        self.num_epochs = SEARCH.epochs
+        self.initial_lr, self.betas = SEARCH.weight_lr, SEARCH.weight_betas
+        #: None: scaled to the run's alpha steps by the recipe's rule (SEARCH.arch_lr_for), which is
+        #: the paper's 3e-3 at the paper's budget; a number fixes it
+        self.arch_lr: float | None = None
+        self.arch_betas = SEARCH.arch_betas
+        self.stem_channels = SEARCH.stem_channels
+        self.tau_start, self.tau_end = SEARCH.tau_start, SEARCH.tau_end
+        self.arch_warmup_epochs = round(SEARCH.arch_warmup_fraction * SEARCH.epochs)
         self.sampling = "two_op"
         self.checkpoint_cells: bool | None = None  # None: only where the step would not fit otherwise
         self.search_seed = 12345
         self.save_every = 1  # --c resumes at the last finished epoch
         self.dataloader_arch = None
+        self.bilevel: BilevelStep | None = None
         self._iteration = 0
         self._arch_losses: list[float] = []
         for key in ("tau", "arch_losses", *(f"alpha_entropy_{t}" for t in CELL_TYPES)):
@@ -144,7 +125,7 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
             return False
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 
-        from nnunet_scnas.memory import estimate_training_memory
+        from nnunet_scnas.tools.memory import estimate_training_memory
         from nnunet_scnas.search_model import SearchNetwork
         c_in = determine_num_input_channels(self.plans_manager, self.configuration_manager, self.dataset_json)
         net = SearchNetwork(c_in, self.label_manager.num_segmentation_heads, self.stem_channels)
@@ -161,9 +142,17 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
         return False
 
     def _param_groups(self) -> list[dict]:
-        net = self._module()
+        net = self.unwrapped_network()
         return [{"params": net.weight_parameters(), "lr": self.initial_lr, "betas": self.betas},
-                {"params": net.arch_parameters(), "lr": self.arch_lr, "betas": self.arch_betas}]
+                {"params": net.arch_parameters(), "lr": self.arch_learning_rate(), "betas": self.arch_betas}]
+
+    def alpha_steps(self, epochs: int | None = None) -> int:
+        """Architecture steps in the first ``epochs`` epochs (default: the whole run)."""
+        epochs = self.num_epochs if epochs is None else epochs
+        return max(0, epochs - self.arch_warmup_epochs) * self.num_iterations_per_epoch
+
+    def arch_learning_rate(self) -> float:
+        return self.arch_lr if self.arch_lr is not None else SEARCH.arch_lr_for(self.alpha_steps())
 
     # -- data: weights on 4/5, alpha on 1/5 of the fold's training cases ------------------------
     def _weight_arch_split(self, tr_keys: list[str]) -> tuple[list[str], list[str]]:
@@ -211,10 +200,13 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
         if self.dataloader_arch is not None and hasattr(self.dataloader_arch, "_finish"):
             self.dataloader_arch._finish()
         if self.local_rank == 0:
-            genotype = self._genotype()
+            genotype = self._genotype(self.current_epoch)
             genotype.save(join(self.output_folder, GENOTYPE_FILE))
             self.print_to_log_file(f"Search done. Genotype written to {join(self.output_folder, GENOTYPE_FILE)}:\n"
                                    + genotype.describe())
+            note = genotype.randomness_note()
+            if note:
+                self.print_to_log_file(f"WARNING: {note}")
             self._plot(lambda: render_genotype(genotype, join(self.output_folder, CELL_IMAGES_FOLDER)))
 
     # -- seeds -------------------------------------------------------------------------------
@@ -235,84 +227,55 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
         super().on_epoch_start()
         self._seed_global_rngs("data", self.current_epoch, self.local_rank)
 
-    def _seed_sampler(self, step: str) -> None:
-        """Per-step generator: the same draws after a resume, and on every rank."""
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(self._derived_seed(self.current_epoch, self._iteration, step))
-        self._module().generator = gen
-
-    # -- the bi-level step -------------------------------------------------------------------
+    # -- the bi-level step (nnunet_scnas/bilevel.py) ------------------------------------------
     def on_train_epoch_start(self) -> None:
         tau = tau_schedule(self.current_epoch, self.num_epochs, self.arch_warmup_epochs, self.tau_start, self.tau_end)
-        self._module().tau.fill_(tau)
+        self.unwrapped_network().tau.fill_(tau)
         self._iteration = 0
         self._arch_losses = []
         super().on_train_epoch_start()
         self.print_to_log_file(f"tau {tau:.4f}" + (" (alpha warm-up: weights only)"
                                                     if self.current_epoch < self.arch_warmup_epochs else ""))
 
-    def _step(self, batch: dict, params: list[torch.nn.Parameter], name: str) -> float:
-        """One step of ``params`` on a fresh draw. A non-finite loss or gradient skips it on every
-        rank alike (gradients are averaged before the check, so one rank's NaN reaches all)."""
-        self._seed_sampler(name)
-        data = batch["data"].to(self.device, non_blocking=True)
+    def _bilevel_step(self) -> BilevelStep:
+        """Built on first use: nnU-Net sets network, optimiser, loss and grad scaler in ``initialize``."""
+        if self.bilevel is None:
+            self.bilevel = BilevelStep(self.unwrapped_network(), self.network, self.loss, self.optimizer,
+                                       grad_scaler=self.grad_scaler, amp=self.device.type == "cuda",
+                                       distributed=self.is_ddp, clip_norm=SEARCH.grad_clip_norm,
+                                       log=self.print_to_log_file)
+        return self.bilevel
+
+    def _batch(self, batch: dict, step: str) -> tuple:
+        """The batch on the device, after seeding this step's draw: the same draws after a resume
+        and on every rank."""
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(self._derived_seed(self.current_epoch, self._iteration, step))
+        self.unwrapped_network().generator = gen
         target = batch["target"]
         target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
             else target.to(self.device, non_blocking=True)
-        self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
-            loss = self.loss(self.network(data), target)
-        (self.grad_scaler.scale(loss) if self.grad_scaler is not None else loss).backward(inputs=params)
-        if self.is_ddp:
-            self.network.average_gradients(params)
-        if self.grad_scaler is not None:
-            self.grad_scaler.unscale_(self.optimizer)
-        finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(params, 12)))
-        if self.grad_scaler is not None:
-            self.grad_scaler.step(self.optimizer)  # skips non-finite gradients itself, and lowers the scale
-            self.grad_scaler.update()
-        elif finite:
-            self.optimizer.step()
-        value = loss.item()
-        if not finite:
-            what = f"loss {value}" if not math.isfinite(value) else "gradient"
-            self.print_to_log_file(f"WARNING: non-finite {what} in the {name} step at epoch {self.current_epoch}, "
-                                   f"iteration {self._iteration}; step skipped")
-        return value if math.isfinite(value) else float("nan")
-
-    def _alpha_step(self, batch: dict) -> float:
-        """The architecture step, undone if it still left a non-finite alpha (alpha and its Adam
-        state are small enough to copy at every step)."""
-        alphas = self._module().arch_parameters()
-        saved = [(a.detach().clone(), {k: v.clone() if torch.is_tensor(v) else v
-                                       for k, v in self.optimizer.state.get(a, {}).items()}) for a in alphas]
-        loss = self._step(batch, alphas, "alpha")
-        if bool(torch.stack([torch.isfinite(a).all() for a in alphas]).all()):
-            return loss
-        with torch.no_grad():
-            for a, (value, state) in zip(alphas, saved):
-                a.copy_(value)
-                self.optimizer.state[a] = state
-        self.print_to_log_file(f"WARNING: the alpha step at epoch {self.current_epoch}, iteration {self._iteration} "
-                               f"made alpha non-finite; step undone")
-        return float("nan")
+        return batch["data"].to(self.device, non_blocking=True), target
 
     def train_step(self, batch: dict) -> dict:
+        step = self._bilevel_step()
+        where = f" at epoch {self.current_epoch}, iteration {self._iteration}"
         if self.current_epoch >= self.arch_warmup_epochs:
-            self._arch_losses.append(self._alpha_step(next(self.dataloader_arch)))
-        loss = self._step(batch, self._module().weight_parameters(), "weights")
+            self._arch_losses.append(step.arch_step(*self._batch(next(self.dataloader_arch), "alpha"), where))
+        loss = step.weight_step(*self._batch(batch, "weights"), where)
         self._iteration += 1
         return {"loss": np.array(loss)}
 
     # -- logging -----------------------------------------------------------------------------
-    def _genotype(self):
-        return self._module().genotype({
+    def _genotype(self, epochs_done: int):
+        return self.unwrapped_network().genotype({
             "dataset": self.plans_manager.dataset_name, "plans": self.plans_manager.plans_name,
             "configuration": self.configuration_name, "fold": self.fold, "trainer": self.__class__.__name__,
-            "epochs": self.current_epoch, "sampling": self.sampling, "stem_channels": self.stem_channels})
+            "epochs": epochs_done, "alpha_steps": self.alpha_steps(epochs_done),
+            "arch_lr": self.arch_learning_rate(), "sampling": self.sampling, "stem_channels": self.stem_channels})
 
     def on_epoch_end(self) -> None:
-        net = self._module()
+        net = self.unwrapped_network()
         epoch = self.current_epoch
         arch_losses = self._arch_losses
         if self.is_ddp:
@@ -349,7 +312,7 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
         path = join(self.output_folder, ALPHA_HISTORY_FILE)
         history = load_json(path) if isfile(path) else []
         history = [h for h in history if h["epoch"] < epoch]  # drop epochs redone after a resume
-        net = self._module()
+        net = self.unwrapped_network()
         history.append({"epoch": epoch, "tau": float(net.tau), "softmax_alpha": {
             t: [[round(v, 5) for v in row] for row in torch.softmax(net.alphas[t].detach().float(), -1).tolist()]
             for t in CELL_TYPES}})
@@ -358,4 +321,5 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
     def save_checkpoint(self, filename: str) -> None:
         super().save_checkpoint(filename)
         if self.local_rank == 0 and not self.disable_checkpointing:
-            self._genotype().save(join(self.output_folder, GENOTYPE_LATEST_FILE))
+            # nnU-Net saves checkpoint_latest in on_epoch_end, before it counts the epoch as done
+            self._genotype(self.current_epoch + 1).save(join(self.output_folder, GENOTYPE_LATEST_FILE))

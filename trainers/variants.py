@@ -5,38 +5,29 @@ from __future__ import annotations
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from .budget import ShortBudget
 from .retrain import nnUNetTrainerSCNASRetrain
 from .search import nnUNetTrainerSCNASSearch
 
 _CUDA = torch.device("cuda")
 
 
-class nnUNetTrainerSCNASSearch_5epochs(nnUNetTrainerSCNASSearch):
-    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs, self.arch_warmup_epochs = 5, 0
+class nnUNetTrainerSCNASSearch_5epochs(ShortBudget, nnUNetTrainerSCNASSearch):
+    epochs, arch_warmup = 5, 0
 
 
-class nnUNetTrainerSCNASSearch_20epochs(nnUNetTrainerSCNASSearch):
-    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs, self.arch_warmup_epochs = 20, 2
+class nnUNetTrainerSCNASSearch_20epochs(ShortBudget, nnUNetTrainerSCNASSearch):
+    epochs, arch_warmup = 20, 2
 
 
-class nnUNetTrainerSCNASRetrain_5epochs(nnUNetTrainerSCNASRetrain):
+class nnUNetTrainerSCNASRetrain_5epochs(ShortBudget, nnUNetTrainerSCNASRetrain):
     search_trainer_name = "nnUNetTrainerSCNASSearch_5epochs"
-
-    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 5
+    epochs = 5
 
 
-class nnUNetTrainerSCNASRetrain_20epochs(nnUNetTrainerSCNASRetrain):
+class nnUNetTrainerSCNASRetrain_20epochs(ShortBudget, nnUNetTrainerSCNASRetrain):
     search_trainer_name = "nnUNetTrainerSCNASSearch_20epochs"
-
-    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 20
+    epochs = 20
 
 
 class nnUNetTrainerSCNASRetrain_transfer(nnUNetTrainerSCNASRetrain):
@@ -67,42 +58,20 @@ class nnUNetTrainerSCNASRetrain_nnUNetRecipe(nnUNetTrainerSCNASRetrain):
         return nnUNetTrainer.configure_optimizers(self)
 
 
-class _Smoke:
+class _Smoke(ShortBudget):
     """Pipeline check on a CPU: stem 8, 2 epochs of at most 20 iterations, final validation on 3
     cases without test-time mirroring (also for nnUNetv2_predict with this trainer)."""
-
-    def _smoke(self) -> None:
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 20
-        self.num_val_iterations_per_epoch = 2
-        self.stem_channels = 8
-
-    def do_split(self):
-        tr_keys, val_keys = super().do_split()
-        return tr_keys, sorted(val_keys)[:3]
-
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        config = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        self.inference_allowed_mirroring_axes = None
-        return config
+    epochs, iterations, val_iterations, stem = 2, 20, 2, 8
+    mirror_at_inference, max_val_cases = False, 3
 
 
 class nnUNetTrainerSCNASSearch_smoke(_Smoke, nnUNetTrainerSCNASSearch):
     __doc__ = _Smoke.__doc__ + " 10 iterations per epoch; alpha steps from the first one."
-
-    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self._smoke()
-        self.num_iterations_per_epoch = 10
-        self.arch_warmup_epochs = 0
+    iterations, arch_warmup = 10, 0
 
 
 class nnUNetTrainerSCNASRetrain_smoke(_Smoke, nnUNetTrainerSCNASRetrain):
     __doc__ = _Smoke.__doc__ + (" Adam lr 3e-3 instead of 3e-4, so that 40 iterations show learning "
-                                "(measured: validation Dice 0.41 on hippocampus fold 0).")
+                                "(docs/BENCHMARKS.md, \"Short-budget trainers\").")
     search_trainer_name = "nnUNetTrainerSCNASSearch_smoke"
-
-    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self._smoke()
-        self.initial_lr = 3e-3
+    lr = 3e-3

@@ -9,20 +9,14 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_scnas.trainers import nnUNetTrainerSCNASRetrain, nnUNetTrainerSCNASSearch
+from nnunet_scnas.trainers.budget import ShortBudget
 from nnunet_scnas.trainers.common import TrainLossPlateau
 from nnunet_scnas.trainers.variants import nnUNetTrainerSCNASRetrain_nnUNetRecipe
 
-_CUDA = torch.device("cuda")
 
-
-class _Budget:
-    epochs, iterations = 4, 40  # 160 training iterations
-
-    def _budget(self) -> None:
-        # one loss for both (nnU-Net's Dice + CE): the paper's Jaccard alone needs a long schedule
-        self.use_jaccard_loss = False
-        self.num_epochs, self.num_iterations_per_epoch = self.epochs, self.iterations
-        self.num_val_iterations_per_epoch = 5
+class _Budget(ShortBudget):
+    # one loss for both (nnU-Net's Dice + CE): the paper's Jaccard alone needs a long schedule
+    epochs, iterations, val_iterations, nnunet_loss = 4, 40, 5, True  # 160 training iterations
 
 
 class _GPU:
@@ -30,29 +24,17 @@ class _GPU:
 
 
 class nnUNetTrainer_budgetCPU(_Budget, nnUNetTrainer):
-    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self._budget()
+    pass
 
 
 class nnUNetTrainerSCNASSearch_budgetCPU(_Budget, nnUNetTrainerSCNASSearch):
-    epochs, iterations = 3, 15  # 45 bi-level steps
-
-    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self._budget()
-        self.stem_channels, self.arch_warmup_epochs = 8, 1
+    epochs, iterations, stem, arch_warmup = 3, 15, 8, 1  # 45 bi-level steps
 
 
 class nnUNetTrainerSCNASRetrain_budgetCPU(_Budget, nnUNetTrainerSCNASRetrain):
     """Adam 3e-3: the paper's 3e-4 is for 500 epochs, not 160 iterations."""
     search_trainer_name = "nnUNetTrainerSCNASSearch_budgetCPU"
     stem, lr = 12, 3e-3
-
-    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self._budget()
-        self.stem_channels, self.initial_lr = self.stem, self.lr
 
 
 class nnUNetTrainerSCNASRetrain_budgetCPUTransfer(nnUNetTrainerSCNASRetrain_budgetCPU):
@@ -80,22 +62,13 @@ class nnUNetTrainerSCNASRetrain_budgetCPUnnUNetRecipe(_Budget, nnUNetTrainerSCNA
     search_trainer_name = nnUNetTrainerSCNASRetrain_budgetCPU.search_trainer_name
     stem = nnUNetTrainerSCNASRetrain_budgetCPU.stem
 
-    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self._budget()
-        self.stem_channels = self.stem
-
 
 class nnUNetTrainer_budgetGPU(_GPU, nnUNetTrainer_budgetCPU):
     pass
 
 
 class nnUNetTrainerSCNASSearch_budgetGPU(_GPU, nnUNetTrainerSCNASSearch_budgetCPU):
-    epochs, iterations = 50, 100
-
-    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.stem_channels, self.arch_warmup_epochs = 48, 5
+    epochs, iterations, stem, arch_warmup = 50, 100, 48, 5
 
 
 class nnUNetTrainerSCNASRetrain_budgetGPU(_GPU, nnUNetTrainerSCNASRetrain_budgetCPU):

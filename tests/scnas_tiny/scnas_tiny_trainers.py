@@ -13,20 +13,21 @@ import torch.distributed as dist
 
 from nnunet_scnas import CELL_TYPES
 from nnunet_scnas.trainers import nnUNetTrainerSCNASSearch
+from nnunet_scnas.trainers.budget import ShortBudget
 
 _CUDA = torch.device("cuda")
 
 
-class nnUNetTrainerSCNASSearch_tinyResume(nnUNetTrainerSCNASSearch):
+class nnUNetTrainerSCNASSearch_tinyResume(ShortBudget, nnUNetTrainerSCNASSearch):
     """Stem 4, 4 epochs of 3 bi-level iterations, alpha steps from the first one, plateau patience 0
     (so that ``--c`` has learning-rate drops to replay), one validation case without mirroring,
     no figures (each epoch's would take longer than the epoch)."""
+    epochs, iterations, val_iterations, stem, arch_warmup = 4, 3, 1, 4, 0
+    mirror_at_inference, max_val_cases = False, 1
     plateau_patience = 0
 
     def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 4, 3, 1
-        self.stem_channels, self.arch_warmup_epochs = 4, 0
         self.logger.plot_progress_png = lambda output_folder: None
         # nnUNetv2_train -device cpu uses every core; for convs this small threads only add waiting,
         # badly so on a busy machine (measured: 9 s instead of 0.3 s per step with 2 threads)
@@ -35,46 +36,45 @@ class nnUNetTrainerSCNASSearch_tinyResume(nnUNetTrainerSCNASSearch):
     def _plot(self, draw) -> None:
         pass
 
-    def do_split(self):
-        tr_keys, val_keys = super().do_split()
-        return tr_keys, sorted(val_keys)[:1]
-
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        config = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        self.inference_allowed_mirroring_axes = None
-        return config
-
 
 class nnUNetTrainerSCNASSearch_tinyDDP(nnUNetTrainerSCNASSearch_tinyResume):
     """2 epochs of 2 iterations; records every architecture draw and, for every alpha step, this
     rank's gradients before and after averaging."""
+    epochs, iterations = 2, 2
 
     def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs, self.num_iterations_per_epoch = 2, 2
         self.draws: list[torch.Tensor] = []
         self.alpha_grads: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
 
     def initialize(self) -> None:
         super().initialize()
-        net = self._module()
-        sample, average = net.sample, self.network.average_gradients
+        net = self.unwrapped_network()
+        sample = net.sample
 
         def recording_sample():
             weights = sample()
             self.draws.append(torch.cat([weights[t].detach().flatten() for t in CELL_TYPES]))
             return weights
 
+        net.sample = recording_sample
+
+    def _bilevel_step(self):
+        step = super()._bilevel_step()
+        if getattr(step, "_recording", False):
+            return step
+        average, alphas = step.average, {id(a) for a in step.arch_params}
+
         def recording_average(params):
             params = list(params)
-            is_alpha = {id(p) for p in params} == {id(a) for a in net.arch_parameters()}
+            is_alpha = {id(p) for p in params} == alphas
             local = [p.grad.clone() for p in params] if is_alpha else None
             average(params)
             if is_alpha:
                 self.alpha_grads.append((local, [p.grad.clone() for p in params]))
 
-        net.sample = recording_sample
-        self.network.average_gradients = recording_average
+        step.average, step._recording = recording_average, True
+        return step
 
 
 def run_rank(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
@@ -89,9 +89,9 @@ def run_rank(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
     plans["continue_training"] = False  # nnU-Net's get_trainer_from_args adds this key
     trainer = nnUNetTrainerSCNASSearch_tinyDDP(plans, "3d_fullres", 0, dataset_json, torch.device("cpu"))
     trainer.run_training()
-    net = trainer._module()
+    net = trainer.unwrapped_network()
     torch.save({"is_ddp": trainer.is_ddp, "batch_size": trainer.batch_size, "draws": trainer.draws,
                 "alpha_grads": trainer.alpha_grads, "state": net.state_dict(),
-                "genotype": trainer._genotype().cells, "output_folder": trainer.output_folder},
+                "genotype": trainer._genotype(trainer.current_epoch).cells, "output_folder": trainer.output_folder},
                os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()

@@ -10,18 +10,15 @@ shell, outer CSF rim, two ventricles; background exactly 0 like BraTS) holding o
 three nested random blobs: label 1 oedema (whole tumour minus core), label 3 an enhancing rim of
 the core, label 2 the non-enhancing core inside that rim. They are trained as nnU-Net regions
 exactly like nnU-Net's BraTS conversion (whole tumour {1,2,3}, tumour core {2,3}, enhancing
-tumour {3}). Every channel maps the seven tissue classes to its own intensities, then gets
-partial-volume blur, a smooth multiplicative bias field, a per-case gain and Rician noise
-(contrast-to-noise 2-5 between a tumour class and the tissue around it in the channels that
-show it, e.g. 3.75 for oedema against white matter in FLAIR). A small plain 3D U-Net (16-128
-features, batch 2 of 48x56x48) reached test Dice 0.95 / 0.88 / 0.68 (whole tumour, core,
-enhancing) after 300 iterations on the default dataset, 0.92 / 0.78 / 0.60 from T1 alone
-after 500: learnable, not trivial, and the channels add up.
+tumour {3}). Every channel maps the seven tissue classes to its own intensities (``_CONTRASTS``),
+then gets partial-volume blur, a smooth multiplicative bias field, a per-case gain and Rician
+noise. How hard that makes the task (contrast-to-noise per channel, the Dice a small plain U-Net
+reaches with all channels and with one) is measured in docs/BENCHMARKS.md, section 4.
 
 Sizes and spacings: ``size`` is the (x, y, z) voxel count of the NIfTI (SimpleITK order); each
 case jitters every axis by up to +-15 % (never below min(32, size)) and draws an anisotropic
-spacing of 1.0-1.5 mm per axis. The same seed gives byte-identical arrays (with the same
-numpy build: its floating-point kernels may differ in the last bit elsewhere).
+spacing of 1.0-1.5 mm per axis. The same seed gives byte-identical arrays (with the same numpy
+and scipy builds: their floating-point kernels may differ in the last bit elsewhere).
 """
 from __future__ import annotations
 
@@ -30,13 +27,15 @@ import json
 import os
 import re
 import shutil
+import tempfile
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
-from ._io import atomic_write_json
+from .._io import atomic_write
 
-GENERATOR = "nnunet_scnas.synth"
+GENERATOR = "nnunet_scnas.synth"  # an identifier in the written dataset.json; kept across the move to tools/
 GENERATOR_VERSION = 1  # bump whenever the generated arrays change for the same parameters
 PARAMS_KEY = "scnas_synth"
 LABELS = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
@@ -103,13 +102,7 @@ def make_dataset(raw_dir: str | None = None, dataset_id: int = 990, name: str = 
         if (k + 1) % 4 == 0 or k + 1 == total:
             print(f"synth: {k + 1}/{total} cases written ({num_cases} training, {num_test} test)", flush=True)
 
-    names = {str(c): CHANNEL_NAMES[c] if c < len(CHANNEL_NAMES) else f"MR{c}" for c in range(channels)}
-    atomic_write_json({
-        "channel_names": names, "labels": LABELS, "regions_class_order": REGIONS_CLASS_ORDER,
-        "numTraining": num_cases, "file_ending": ".nii.gz", "name": name,
-        "description": "synthetic BraTS-like brain tumour MRI (nnunet_scnas synth); "
-                       "imagesTs/labelsTs hold held-back cases",
-        "license": "CC0 (generated)", PARAMS_KEY: params}, json_path)
+    _write_dataset_json(json_path, name, num_cases, channels, params)
     print(f"synth: {folder} ready")
     return folder
 
@@ -144,7 +137,8 @@ def make_case(seed: int, index: int, channels: int, size: tuple[int, int, int]
     inside = brain < 0
     images = np.empty((channels, *classes.shape), np.int16)
     for c in range(channels):
-        clean = _blur(_channel_contrast(seed, c)[classes], 0.7)
+        # partial-volume effect at tissue boundaries: Gaussian blur, sigma 0.7 voxel, 2.5 sigma wide
+        clean = ndimage.gaussian_filter(_channel_contrast(seed, c)[classes], 0.7, mode="nearest", truncate=2.5)
         gain = rng.uniform(0.85, 1.2) * np.exp(0.12 * _smooth_field(rng, u))
         noisy = np.hypot(clean * gain + rng.normal(0, NOISE_SIGMA, clean.shape),
                          rng.normal(0, NOISE_SIGMA, clean.shape))
@@ -168,27 +162,13 @@ def _tumour(rng: np.random.Generator, u: tuple[np.ndarray, ...], brain: np.ndarr
         core_centre = centre + rng.uniform(-0.25, 0.25, 3) * (wt_r - core_r)
         core_level = _level(u, core_centre, core_r, 0.12 * _smooth_field(rng, u))
         core = (core_level < 0) & (wt_level < -0.25) & whole
-        necrosis = (core_level < -rng.uniform(0.25, 0.4)) & _erode(core)
+        necrosis = (core_level < -rng.uniform(0.25, 0.4)) & ndimage.binary_erosion(core)  # 6-neighbourhood
         label = whole.astype(np.uint8)
         label[core] = 3
         label[necrosis] = 2
         if min(np.count_nonzero(label == v) for v in (1, 2, 3)) >= MIN_LABEL_VOXELS:
             return label
     raise RuntimeError("could not place a tumour with all three sub-regions; use a larger size")
-
-
-def _erode(mask: np.ndarray) -> np.ndarray:
-    """Voxels of ``mask`` whose six face neighbours are in ``mask`` too (outside counts as not)."""
-    out = mask.copy()
-    for axis in range(mask.ndim):
-        lo = (slice(None),) * axis + (slice(None, -1),)
-        hi = (slice(None),) * axis + (slice(1, None),)
-        out[hi] &= mask[lo]
-        out[lo] &= mask[hi]
-        edge = (slice(None),) * axis
-        out[edge + (0,)] = False
-        out[edge + (-1,)] = False
-    return out
 
 
 def _level(u: tuple[np.ndarray, ...], centre: np.ndarray, radii: np.ndarray,
@@ -211,20 +191,6 @@ def _smooth_field(rng: np.random.Generator, u: tuple[np.ndarray, ...], modes: in
     return field * np.sqrt(2.0 / modes)
 
 
-def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur (edge padding), numpy only: partial-volume effect at boundaries."""
-    radius = int(np.ceil(2.5 * sigma))
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    taps /= taps.sum()
-    for axis in range(x.ndim):
-        pad = [(0, 0)] * x.ndim
-        pad[axis] = (radius, radius)
-        padded = np.pad(x, pad, mode="edge")
-        n = x.shape[axis]
-        x = sum(w * padded[(slice(None),) * axis + (slice(t, t + n),)] for t, w in enumerate(taps))
-    return x
-
-
 def _channel_contrast(seed: int, channel: int) -> np.ndarray:
     """Class -> intensity table of a channel: T1, T1ce, T2, FLAIR, then seeded random contrasts
     in which oedema (most of the whole tumour) still stands out from white and grey matter."""
@@ -235,6 +201,21 @@ def _channel_contrast(seed: int, channel: int) -> np.ndarray:
         table = np.concatenate([[0.0], rng.uniform(0.15, 1.0, 6)])
         if min(abs(table[OEDEMA] - table[WM]), abs(table[OEDEMA] - table[GM])) >= 0.25:
             return table
+
+
+def _write_dataset_json(json_path: str, name: str, num_cases: int, channels: int, params: dict) -> None:
+    """nnU-Net's ``generate_dataset_json`` (plus our parameters under ``PARAMS_KEY``), written
+    crash-safely: it writes ``dataset.json`` in place, so it writes into a scratch folder first."""
+    from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
+    names = {str(c): CHANNEL_NAMES[c] if c < len(CHANNEL_NAMES) else f"MR{c}" for c in range(channels)}
+    with tempfile.TemporaryDirectory() as scratch:
+        generate_dataset_json(
+            scratch, names, dict(LABELS), num_cases, ".nii.gz",  # a copy: it rewrites the label values
+            regions_class_order=REGIONS_CLASS_ORDER, dataset_name=name,
+            description="synthetic BraTS-like brain tumour MRI (nnunet_scnas synth); "
+                        "imagesTs/labelsTs hold held-back cases",
+            license="CC0 (generated)", converted_by="nnunet_scnas synth", **{PARAMS_KEY: params})
+        atomic_write(json_path, lambda tmp: shutil.copyfile(os.path.join(scratch, "dataset.json"), tmp))
 
 
 def _write_case(folder: str, split: str, case: str, images: np.ndarray, label: np.ndarray,

@@ -10,6 +10,7 @@ stages continue from their checkpoint with ``--c``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ._io import atomic_write_json
+from .._io import atomic_write_json, atomic_write_text
 
 DATASET_ID = 990
 DATASET_NAME = f"Dataset{DATASET_ID:03d}_SCNASDemo"
@@ -27,6 +28,7 @@ CONFIG = "3d_fullres"
 FOLD = "0"
 STATE_FILE = "demo_state.json"
 SCNAS_PLANS = "nnUNetPlansSCNAS"
+NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")  # all inside the working folder
 
 
 @dataclass
@@ -164,7 +166,7 @@ def _run_command(stage: Stage, log_path: str, env: dict, progress: Progress, i: 
 
 def _environment(work: str, device: str) -> dict:
     env = dict(os.environ)
-    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+    for var in NNUNET_FOLDERS:
         env[var] = os.path.join(work, var)
         os.makedirs(env[var], exist_ok=True)
     if device == "cpu":  # nnU-Net's defaults (8 and more workers) only slow down a 2-core machine
@@ -202,14 +204,18 @@ def _prepare_folder(work: str, settings: dict, fresh: bool) -> list[str]:
 
 def _report(work: str, settings: dict) -> str:
     """demo_summary.md: held-back Dice per model, the comparison table and the found cells."""
+    from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
     lines = ["# nnunet_scnas demo", "", f"Device: {settings['device']}. Dataset: {DATASET_NAME} "
              f"({settings['num_cases']} training cases, fold {FOLD}; {settings['num_test']} held-back cases).", "",
              "## Held-back cases (never seen in training or validation), nnU-Net's evaluation", "",
              "| model | " + " | ".join(["whole tumor", "tumor core", "enhancing tumor", "mean"]) + " |",
              "|---|---|---|---|---|"]
     with open(os.path.join(work, "nnUNet_raw", DATASET_NAME, "dataset.json")) as f:
-        regions = [v for k, v in json.load(f)["labels"].items() if k != "background"]
-    keys = [str(tuple(v)) if isinstance(v, list) else str(v) for v in regions]  # nnU-Net's summary keys
+        dataset_json = json.load(f)
+    label_manager = LabelManager(dataset_json["labels"], dataset_json.get("regions_class_order"))
+    keys = [label_or_region_to_key(r) for r in label_manager.foreground_regions]  # summary.json's keys
     for key, trainer in (("scnas", settings["retrain"]), ("stock", settings["stock"])):
         with open(os.path.join(work, "predictions", key, "summary.json")) as f:
             summary = json.load(f)
@@ -219,16 +225,30 @@ def _report(work: str, settings: dict) -> str:
     lines += ["", "## Fold-0 validation and cost (nnunet_scnas compare)", ""]
     with open(os.path.join(work, "report", "comparison.md")) as f:
         lines.append(f.read())
-    search_fold = os.path.join(work, "nnUNet_results", DATASET_NAME,
-                               f"{settings['search']}__{SCNAS_PLANS}__{CONFIG}", f"fold_{FOLD}")
+    with _nnunet_folders(work):
+        search_fold = get_output_folder(DATASET_NAME, settings["search"], SCNAS_PLANS, CONFIG, FOLD)
     lines += ["", "## Found genotype", "", f"`{os.path.join(search_fold, 'genotype.json')}`; cells drawn in "
               f"`{os.path.join(search_fold, 'cells')}`, alpha over the epochs in "
               f"`{os.path.join(search_fold, 'alpha_history.png')}`."]
     path = os.path.join(work, "report", "demo_summary.md")
-    with open(path + ".tmp", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(path + ".tmp", path)
+    atomic_write_text("\n".join(lines) + "\n", path)
     return path
+
+
+@contextlib.contextmanager
+def _nnunet_folders(work: str):
+    """nnU-Net's path helpers read its folders from the environment: point them into ``work``
+    while the block runs (the stages get them through their own environment instead)."""
+    saved = {var: os.environ.get(var) for var in NNUNET_FOLDERS}
+    os.environ.update({var: os.path.join(work, var) for var in NNUNET_FOLDERS})
+    try:
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
 
 
 def run_demo(work: str, device: str = "auto", fresh: bool = False) -> str:

@@ -24,8 +24,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Circle, FancyArrowPatch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .genotypes import CELL_TYPES, EDGES, N_INPUTS, N_NODES, Genotype, _node_name  # noqa: E402
-from .operations import OPS  # noqa: E402
+from .._io import atomic_write  # noqa: E402
+from ..genotypes import CELL_TYPES, EDGES, N_INPUTS, N_NODES, Genotype, _node_name  # noqa: E402
+from ..operations import OPS  # noqa: E402
 
 
 def default_style(draw):
@@ -182,16 +183,8 @@ def plot_alpha_history(history: list[dict], path: str) -> None:
 
 
 def _save(fig, path: str) -> None:
-    """PNG via a temporary file in the target folder, then rename over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    """PNG written crash-safely (``atomic_write``); the figure is closed either way."""
     try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     finally:
         plt.close(fig)

@@ -17,8 +17,9 @@ import csv
 import io
 import os
 import shlex
-import tempfile
 from typing import Any, Callable, Sequence
+
+from .._io import atomic_write, atomic_write_text
 
 DEFAULT_TRAINERS: tuple[tuple[str, str], ...] = (("nnUNetTrainer", "nnUNetPlans"),
                                                  ("nnUNetTrainerSCNASRetrain", "nnUNetPlansSCNAS"))
@@ -31,7 +32,7 @@ Fold = int | str  # an int, or nnU-Net's "all" (fold_all)
 
 
 # -- command line -------------------------------------------------------------------------------
-def _fold(value: str) -> Fold:
+def _parse_fold(value: str) -> Fold:
     if value == "all":
         return value
     try:
@@ -55,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-d", dest="dataset", required=True, help="dataset id (4) or name (Dataset004_Hippocampus)")
     parser.add_argument("-c", dest="configuration", required=True, metavar="CONFIG",
                         help="nnU-Net configuration, e.g. 3d_fullres")
-    parser.add_argument("-f", dest="folds", nargs="+", type=_fold, default=list(DEFAULT_FOLDS), metavar="FOLD",
+    parser.add_argument("-f", dest="folds", nargs="+", type=_parse_fold, default=list(DEFAULT_FOLDS), metavar="FOLD",
                         help="folds to compare (default 0 1 2 3 4); 'all' is nnU-Net's fold_all, whose "
                              "validation cases were also training cases")
     parser.add_argument("-tr", dest="trainers", action="append", type=parse_trainer, metavar="TRAINER[:PLANS]",
@@ -138,10 +139,10 @@ def _trainer_files(dataset_name: str, trainer: str, plans: str, configuration: s
 def _labels_of(plans_manager, dataset_json: dict) -> list[tuple[str, str]]:
     """(summary.json key, name) of each foreground label or region, in dataset.json order."""
     from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key
-    lm = plans_manager.get_label_manager(dataset_json)
+    label_manager = plans_manager.get_label_manager(dataset_json)
     names = {(tuple(v) if isinstance(v, (list, tuple)) else v): k
              for k, v in dataset_json["labels"].items() if k != "ignore"}
-    targets = lm.foreground_regions if lm.has_regions else lm.foreground_labels
+    targets = label_manager.foreground_regions if label_manager.has_regions else label_manager.foreground_labels
     return [(label_or_region_to_key(r), names.get(r, str(r))) for r in targets]
 
 
@@ -180,19 +181,19 @@ def _network_factory(plans_manager, dataset_json: dict, configuration: str,
     build_network_architecture, no deep supervision) and the input shape of one patch, batch 1."""
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
-    cm = plans_manager.get_configuration(configuration)
-    in_channels = determine_num_input_channels(plans_manager, cm, dataset_json)
+    configuration_manager = plans_manager.get_configuration(configuration)
+    in_channels = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
     out_channels = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
     with contextlib.redirect_stdout(io.StringIO()):  # it narrates its search of nnUNet_extTrainer
         trainer_class = recursive_find_trainer_class_by_name(trainer)
 
     def build():
-        return trainer_class.build_network_architecture(plans_manager, cm, in_channels, out_channels,
+        return trainer_class.build_network_architecture(plans_manager, configuration_manager, in_channels, out_channels,
                                                         enable_deep_supervision=False)
-    return build, [1, in_channels, *cm.patch_size]
+    return build, [1, in_channels, *configuration_manager.patch_size]
 
 
-def _why(e: BaseException) -> str:
+def _error_summary(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
@@ -218,7 +219,7 @@ def _trainer_row(dataset_name: str, configuration: str, trainer: str, plans: str
         try:
             dice[fold] = _read_summary(path, labels)
         except (OSError, ValueError) as e:
-            missing.append(f"fold {fold}: unreadable summary ({_why(e)})")
+            missing.append(f"fold {fold}: unreadable summary ({_error_summary(e)})")
     if not isdir(base):
         missing = [f"no results folder {base}"]
 
@@ -232,7 +233,7 @@ def _trainer_row(dataset_name: str, configuration: str, trainer: str, plans: str
                 build, input_shape = _network_factory(*files, configuration, trainer)
                 build()  # fail here, once, rather than in every fold
         except Exception as e:  # any plans/network error must end as "n/a" in the report, not a crash
-            notes.append(f"parameters and GFLOPs n/a: cannot build the network from {base}/plans.json ({_why(e)})")
+            notes.append(f"parameters and GFLOPs n/a: cannot build the network from {base}/plans.json ({_error_summary(e)})")
             build = None
 
     epoch_s: dict[Fold, float] = {}
@@ -252,7 +253,7 @@ def _trainer_row(dataset_name: str, configuration: str, trainer: str, plans: str
                 if times:
                     epoch_s[fold] = float(np.mean(times))
             except Exception as e:  # a damaged checkpoint costs its numbers, not the report
-                notes.append(f"fold {fold}: unreadable {ckpt_file} ({_why(e)})")
+                notes.append(f"fold {fold}: unreadable {ckpt_file} ({_error_summary(e)})")
                 checkpoint = None
         if build is None:
             continue
@@ -262,12 +263,12 @@ def _trainer_row(dataset_name: str, configuration: str, trainer: str, plans: str
                 net.load_state_dict(checkpoint["network_weights"])
             cost[fold] = (count_parameters(net), count_flops(net, input_shape))
         except Exception as e:
-            notes.append(f"fold {fold}: parameters and GFLOPs n/a ({_why(e)})")
+            notes.append(f"fold {fold}: parameters and GFLOPs n/a ({_error_summary(e)})")
     if len(set(cost.values())) > 1:
         notes.append("networks differ between folds (mean reported): " + ", ".join(
             f"fold {f} {p / 1e6:.3f} M / {fl / 1e9:.3f} GFLOPs" for f, (p, fl) in cost.items()))
 
-    def stats(values: list[float]) -> tuple[float | None, float | None]:
+    def mean_and_std(values: list[float]) -> tuple[float | None, float | None]:
         if not values:
             return None, None
         return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
@@ -275,8 +276,8 @@ def _trainer_row(dataset_name: str, configuration: str, trainer: str, plans: str
     row: dict[str, Any] = {"trainer": trainer, "plans": plans, "folds": " ".join(map(str, dice)),
                            "n_folds": len(dice)}
     for i, (_, name) in enumerate(labels):
-        row[f"dice_{name}"], row[f"dice_{name}_std"] = stats([d[0][i] for d in dice.values()])
-    row["dice_foreground_mean"], row["dice_foreground_mean_std"] = stats([d[1] for d in dice.values()])
+        row[f"dice_{name}"], row[f"dice_{name}_std"] = mean_and_std([d[0][i] for d in dice.values()])
+    row["dice_foreground_mean"], row["dice_foreground_mean_std"] = mean_and_std([d[1] for d in dice.values()])
     row["params"] = round(float(np.mean([c[0] for c in cost.values()]))) if cost else None
     row["gflops"] = float(np.mean([c[1] for c in cost.values()])) / 1e9 if cost else None
     row["epoch_time_s"] = float(np.mean(list(epoch_s.values()))) if epoch_s else None
@@ -286,24 +287,25 @@ def _trainer_row(dataset_name: str, configuration: str, trainer: str, plans: str
 
 
 # -- report ----------------------------------------------------------------------------------------
-def _fmt(value: float | None, digits: int, std: float | None = None) -> str:
+def _format_value(value: float | None, digits: int, std: float | None = None) -> str:
     if value is None:
         return "n/a"
     return f"{value:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
-def _cells(rows: Sequence[dict], labels: Sequence[str]) -> list[list[str]]:
+def _table_cells(rows: Sequence[dict], labels: Sequence[str]) -> list[list[str]]:
+    """The report table as text: a header row, then one row per trainer (one string per cell)."""
     header = ["trainer", "plans", "folds", *[f"Dice {n}" for n in labels], "Dice mean", "params (M)", "GFLOPs",
               "s/epoch", "epochs"]
     body = [[r["trainer"], r["plans"], f"{r['n_folds']} ({r['folds']})" if r["n_folds"] else "missing",
-             *[_fmt(r[f"dice_{n}"], 4, r[f"dice_{n}_std"]) for n in labels],
-             _fmt(r["dice_foreground_mean"], 4, r["dice_foreground_mean_std"]),
-             _fmt(None if r["params"] is None else r["params"] / 1e6, 3), _fmt(r["gflops"], 2),
-             _fmt(r["epoch_time_s"], 1), "n/a" if r["epochs"] is None else f"{r['epochs']:g}"] for r in rows]
+             *[_format_value(r[f"dice_{n}"], 4, r[f"dice_{n}_std"]) for n in labels],
+             _format_value(r["dice_foreground_mean"], 4, r["dice_foreground_mean_std"]),
+             _format_value(None if r["params"] is None else r["params"] / 1e6, 3), _format_value(r["gflops"], 2),
+             _format_value(r["epoch_time_s"], 1), "n/a" if r["epochs"] is None else f"{r['epochs']:g}"] for r in rows]
     return [header, *body]
 
 
-def _row_labels(rows: Sequence[dict]) -> list[str]:
+def _label_names(rows: Sequence[dict]) -> list[str]:
     """Label names of a row: every ``dice_NAME`` that has a ``dice_NAME_std`` (the foreground mean aside)."""
     row = rows[0] if rows else {}
     return [k[5:] for k in row if k.startswith("dice_") and f"{k}_std" in row and k != "dice_foreground_mean"]
@@ -311,14 +313,14 @@ def _row_labels(rows: Sequence[dict]) -> list[str]:
 
 def format_table(rows: Sequence[dict]) -> str:
     """Fixed-width table, one line per trainer (Dice as mean ± sample std over folds)."""
-    cells = _cells(rows, _row_labels(rows))
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    table = _table_cells(rows, _label_names(rows))
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
-def _markdown(rows: Sequence[dict], labels: Sequence[str], dataset_name: str, configuration: str, command: str) -> str:
-    header, *body = _cells(rows, labels)
+def _markdown_report(rows: Sequence[dict], labels: Sequence[str], dataset_name: str, configuration: str, command: str) -> str:
+    header, *body = _table_cells(rows, labels)
     lines = [f"# {dataset_name}, {configuration}: trainer comparison", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
              *["| " + " | ".join(r) + " |" for r in body], "",
@@ -331,7 +333,7 @@ def _markdown(rows: Sequence[dict], labels: Sequence[str], dataset_name: str, co
     return "\n".join(lines + ["## Command", "", "```", command, "```", ""])
 
 
-def _csv(rows: Sequence[dict]) -> str:
+def _csv_text(rows: Sequence[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
     writer.writeheader()
@@ -346,67 +348,48 @@ def _plot(rows: Sequence[dict], labels: Sequence[str], title: str, path: str) ->
     import matplotlib.pyplot as plt
     import numpy as np
 
-    have = [r for r in rows if r["n_folds"]]
+    with_dice = [r for r in rows if r["n_folds"]]
     groups = [*labels, "foreground_mean"]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(4 + max(5.0, 0.5 * len(groups) * max(1, len(have))), 5.5),
-                                  gridspec_kw={"width_ratios": [max(2, len(groups)), 2]})
-    width = 0.8 / max(1, len(have))
+    fig, (dice_axes, cost_axes) = plt.subplots(
+        1, 2, figsize=(4 + max(5.0, 0.5 * len(groups) * max(1, len(with_dice))), 5.5),
+        gridspec_kw={"width_ratios": [max(2, len(groups)), 2]})
+    width = 0.8 / max(1, len(with_dice))
     x = np.arange(len(groups))
-    for i, r in enumerate(have):  # colour i = trainer i in both panels
-        ax.bar(x + (i - (len(have) - 1) / 2) * width, [r[f"dice_{g}"] for g in groups], width, color=f"C{i}",
-               yerr=[r[f"dice_{g}_std"] or 0.0 for g in groups], capsize=3,
-               label=f"{r['trainer']}:{r['plans']} (n={r['n_folds']} folds)")
+    for i, r in enumerate(with_dice):  # colour i = trainer i in both panels
+        dice_axes.bar(x + (i - (len(with_dice) - 1) / 2) * width, [r[f"dice_{g}"] for g in groups], width,
+                      color=f"C{i}", yerr=[r[f"dice_{g}_std"] or 0.0 for g in groups], capsize=3,
+                      label=f"{r['trainer']}:{r['plans']} (n={r['n_folds']} folds)")
         if r["gflops"] is not None:
-            ax2.errorbar(r["gflops"], r["dice_foreground_mean"], yerr=r["dice_foreground_mean_std"] or 0.0,
-                         fmt="o", color=f"C{i}", capsize=3)
-            ax2.annotate(f"{r['params'] / 1e6:.2f} M params", (r["gflops"], r["dice_foreground_mean"]),
-                         fontsize=8, xytext=(5, 3), textcoords="offset points")
-    ax.set_xticks(x, [*labels, "mean"])
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("Dice (mean ± std over folds)")
-    ax.set_title(f"{title}: validation Dice per label")
-    if have:
-        fig.legend(loc="lower center", ncol=min(3, len(have)), fontsize=8, frameon=False)
+            cost_axes.errorbar(r["gflops"], r["dice_foreground_mean"], yerr=r["dice_foreground_mean_std"] or 0.0,
+                               fmt="o", color=f"C{i}", capsize=3)
+            cost_axes.annotate(f"{r['params'] / 1e6:.2f} M params", (r["gflops"], r["dice_foreground_mean"]),
+                               fontsize=8, xytext=(5, 3), textcoords="offset points")
+    dice_axes.set_xticks(x, [*labels, "mean"])
+    dice_axes.set_ylim(0, 1)
+    dice_axes.set_ylabel("Dice (mean ± std over folds)")
+    dice_axes.set_title(f"{title}: validation Dice per label")
+    if with_dice:
+        fig.legend(loc="lower center", ncol=min(3, len(with_dice)), fontsize=8, frameon=False)
     else:
-        ax.text(0.5, 0.5, "no fold has a validation summary", ha="center", transform=ax.transAxes)
-    if not any(r["gflops"] is not None for r in have):
-        ax2.text(0.5, 0.5, "no GFLOPs available", ha="center", transform=ax2.transAxes)
-    ax2.margins(x=0.35, y=0.2)
-    ax2.set_xlabel("GFLOPs (one patch, batch 1)")
-    ax2.set_ylabel("mean Dice")
-    ax2.set_title("cost vs. Dice")
-    fig.tight_layout(rect=(0, 0.04 + 0.04 * ((len(have) - 1) // 3), 1, 1))
+        dice_axes.text(0.5, 0.5, "no fold has a validation summary", ha="center", transform=dice_axes.transAxes)
+    if not any(r["gflops"] is not None for r in with_dice):
+        cost_axes.text(0.5, 0.5, "no GFLOPs available", ha="center", transform=cost_axes.transAxes)
+    cost_axes.margins(x=0.35, y=0.2)
+    cost_axes.set_xlabel("GFLOPs (one patch, batch 1)")
+    cost_axes.set_ylabel("mean Dice")
+    cost_axes.set_title("cost vs. Dice")
+    fig.tight_layout(rect=(0, 0.04 + 0.04 * ((len(with_dice) - 1) // 3), 1, 1))
     fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
 
 
-def _write_atomic(path: str, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same folder and rename: readers never see half a report."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp_", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_text(text: str) -> Callable[[str], None]:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-    return write
-
-
 def _write_report(rows: Sequence[dict], dataset_name: str, configuration: str, report_dir: str, command: str) -> None:
-    names = _row_labels(rows)
-    md, csv_text = _markdown(rows, names, dataset_name, configuration, command), _csv(rows)
+    label_names = _label_names(rows)
+    markdown = _markdown_report(rows, label_names, dataset_name, configuration, command)
     try:
-        _write_atomic(os.path.join(report_dir, "comparison.md"), _write_text(md))
-        _write_atomic(os.path.join(report_dir, "comparison.csv"), _write_text(csv_text))
-        _write_atomic(os.path.join(report_dir, "comparison.png"),
-                      lambda tmp: _plot(rows, names, f"{dataset_name} {configuration}", tmp))
+        atomic_write_text(markdown, os.path.join(report_dir, "comparison.md"))
+        atomic_write_text(_csv_text(rows), os.path.join(report_dir, "comparison.csv"))
+        atomic_write(os.path.join(report_dir, "comparison.png"),
+                     lambda tmp: _plot(rows, label_names, f"{dataset_name} {configuration}", tmp))
     except OSError as e:
         raise ValueError(f"cannot write the report into {report_dir}: {e.strerror or e}") from None

@@ -6,14 +6,19 @@ import argparse
 import os
 import sys
 
+from ..recipe import RETRAIN
+
 
 def _cmd_show(args: argparse.Namespace) -> None:
-    from .genotypes import Genotype
+    from ..genotypes import Genotype
     g = Genotype.load(args.genotype)
     print(g.describe())
-    prov = {k: v for k, v in g.provenance.items() if k != "alpha_softmax"}
+    prov = {k: v for k, v in g.provenance.items() if k not in ("alpha_softmax", "confidence", "mean_entropy")}
     if prov:
         print("provenance: " + ", ".join(f"{k}={v}" for k, v in prov.items()))
+    note = g.randomness_note()
+    if note:
+        print(f"WARNING: {note}")
     if args.output is not None:
         from .diagram import render_genotype
         try:
@@ -26,8 +31,8 @@ def _cmd_show(args: argparse.Namespace) -> None:
 
 def _cmd_cost(args: argparse.Namespace) -> None:
     from .cost import count_flops, count_parameters
-    from .genotypes import Genotype
-    from .model import SCNASNetwork
+    from ..genotypes import Genotype
+    from ..model import SCNASNetwork
     g = Genotype.load(args.genotype)
     try:
         shape = [int(v) for v in args.input.split(",")]
@@ -35,13 +40,47 @@ def _cmd_cost(args: argparse.Namespace) -> None:
         raise ValueError(f"--input must be C,X,Y,Z integers, got {args.input!r}") from None
     if len(shape) != 4:
         raise ValueError(f"--input must be C,X,Y,Z (4 integers), got {args.input!r}")
-    from .macro import check_spatial_size
+    from ..macro import check_spatial_size
     check_spatial_size(shape[1:])
     net = SCNASNetwork(shape[0], args.classes, g, stem_channels=args.stem, deep_supervision=False)
     flops = count_flops(net, [1] + shape)
     print(f"stem {args.stem}, input {'x'.join(map(str, shape))}, {args.classes} outputs: "
           f"{count_parameters(net) / 1e6:.2f} M parameters, {flops / 1e9:.2f} GFLOPs "
           f"({flops / 2e9:.2f} G multiply-adds)")
+
+
+def _parse_ints(text: str, name: str, count: int) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{name} must be {count} comma-separated integers, got {text!r}") from None
+    if len(values) != count:
+        raise ValueError(f"{name} must be {count} comma-separated integers, got {text!r}")
+    return values
+
+
+def _cmd_random_genotype(args: argparse.Namespace) -> None:
+    from ..genotypes import Genotype
+    if args.match is None:
+        g = Genotype.random(args.seed)
+        print(f"uniform draw, seed {args.seed}")
+    else:
+        from ..macro import check_spatial_size
+        from .cost import matched_random_genotype
+        reference = Genotype.load(args.match)
+        patch = _parse_ints(args.patch, "--patch", 3)
+        check_spatial_size(patch)
+        g, draws = matched_random_genotype(reference, args.seed, args.stem, [args.channels, *patch], args.classes,
+                                           args.tolerance)
+        p = g.provenance
+        print(f"draw {draws} (seed {p['random_seed']}) matches {args.match} within {args.tolerance:.0%} at stem "
+              f"{args.stem}, patch {'x'.join(map(str, patch))}: {p['parameters'] / 1e6:.3f} M parameters "
+              f"(reference {p['reference_parameters'] / 1e6:.3f} M), {p['flops'] / 1e9:.3f} GFLOPs "
+              f"(reference {p['reference_flops'] / 1e9:.3f})")
+    print(g.describe())
+    if args.output:
+        g.save(args.output)
+        print(f"wrote {args.output}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,10 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_show)
     c = sub.add_parser("cost", help="parameters and FLOPs of the derived network (torch.utils.flop_counter)")
     c.add_argument("genotype")
-    c.add_argument("--stem", type=int, default=68, help="stem channels (paper's retrain: 68)")
+    c.add_argument("--stem", type=int, default=RETRAIN.stem_channels,
+                   help=f"stem channels (default: the paper's retrain, {RETRAIN.stem_channels})")
     c.add_argument("--input", default="4,128,128,128", help="C,X,Y,Z of one input patch (paper: 4,128,128,128)")
     c.add_argument("--classes", type=int, default=4, help="output channels")
     c.set_defaults(func=_cmd_cost)
+    r = sub.add_parser("random-genotype", help="a uniform random genotype (the control for a searched one), "
+                                               "optionally of the same parameters and FLOPs as another")
+    r.add_argument("--seed", type=int, required=True)
+    r.add_argument("--match", metavar="GENOTYPE", help="redraw until parameters and FLOPs are within --tolerance "
+                                                       "of this genotype's (at --stem, --patch)")
+    r.add_argument("--stem", type=int, default=RETRAIN.stem_channels, help="stem channels for --match")
+    r.add_argument("--patch", default="128,128,128", help="X,Y,Z patch for --match (default 128,128,128)")
+    r.add_argument("--channels", type=int, default=1, help="input channels for --match")
+    r.add_argument("--classes", type=int, default=2, help="output channels for --match")
+    r.add_argument("--tolerance", type=float, default=0.1, help="relative tolerance of --match (default 0.1)")
+    r.add_argument("-o", "--output", help="write the genotype JSON here")
+    r.set_defaults(func=_cmd_random_genotype)
     from . import compare, demo, synth
     d = sub.add_parser("demo", help="the whole workflow on a generated dataset: plan, search, retrain, "
                                     "stock nnU-Net, prediction of held-back cases, comparison")

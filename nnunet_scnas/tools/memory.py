@@ -14,8 +14,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .genotypes import CELL_TYPES, EDGES
-from .operations import OPS
+from ..genotypes import CELL_TYPES, EDGES
+from ..operations import OPS
 
 
 def worst_case_two_op_weights() -> dict[str, torch.Tensor]:
