@@ -151,6 +151,11 @@ class Genotype:
         return (f"this genotype is close to a random draw: {steps} alpha steps, mean confidence "
                 f"{conf[weakest]:.3f} on {weakest} (uniform {1 / len(OPS):.3f}; {CONFIDENT:.2f} needed)")
 
+    def agreement(self, other: "Genotype") -> dict[str, float]:
+        """Per cell type the fraction of the 14 edges on which both genotypes chose the same op
+        (1/8 expected for two independent uniform draws)."""
+        return {t: sum(a == b for a, b in zip(self.cells[t], other.cells[t])) / len(EDGES) for t in CELL_TYPES}
+
     def describe(self) -> str:
         """Human-readable text, one line per non-zero edge (with its confidence, if searched)."""
         conf = self.provenance.get("confidence") if self.mean_confidence() is not None else None

@@ -37,13 +37,19 @@ def test_a_folder_that_is_not_a_demo_is_never_deleted(tmp_path):
 def test_stages_name_existing_trainers_and_installed_commands(tmp_path, device):
     import nnunet_scnas.trainers as trainers
     settings = demo._settings(device)
-    for key in ("search", "retrain", "stock"):
+    for key in ("search", "retrain", "random", "stock"):
         assert hasattr(trainers, settings[key]), settings[key]
     stages = demo._stages(str(tmp_path), settings)
-    assert [s.name for s in stages] == ["dataset", "plan", "plan_scnas", "search", "retrain", "stock",
-                                        "predict_scnas", "evaluate_scnas", "predict_stock", "evaluate_stock",
+    assert [s.name for s in stages] == ["dataset", "plan", "plan_scnas", "search", "retrain", "random_genotype",
+                                        "retrain_random", "stock", "predict_scnas", "evaluate_scnas",
+                                        "predict_random", "evaluate_random", "predict_stock", "evaluate_stock",
                                         "compare"]
-    for stage in stages[1:]:
+    random_stage = stages[6]
+    assert random_stage.env["SCNAS_GENOTYPE"] == demo._random_genotype_path(str(tmp_path))
+    train = [s for s in stages if s.epochs]
+    assert all(s.env["nnUNet_n_proc_DA"] == "0" for s in train)  # reproducible: augmentation in-process
+    assert getattr(trainers, settings["random"]).search_trainer_name is None  # it never reads the search result
+    for stage in [s for s in stages if s.command is not None]:
         assert stage.command[0].startswith(sys.prefix) or "/" in stage.command[0]
     train = [s for s in stages if s.epochs]
     assert all("--c" in s.command for s in train)  # a rerun continues a killed training

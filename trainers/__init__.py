@@ -14,7 +14,9 @@ from .demo import (  # noqa: E402
     nnUNetTrainer_demoCPU,
     nnUNetTrainer_demoGPU,
     nnUNetTrainerSCNASRetrain_demoCPU,
+    nnUNetTrainerSCNASRetrain_demoCPURandom,
     nnUNetTrainerSCNASRetrain_demoGPU,
+    nnUNetTrainerSCNASRetrain_demoGPURandom,
     nnUNetTrainerSCNASSearch_demoCPU,
     nnUNetTrainerSCNASSearch_demoGPU,
 )
@@ -39,5 +41,6 @@ __all__ = [
     "nnUNetTrainerSCNASSearch_nnUNetLoss", "nnUNetTrainerSCNASRetrain_nnUNetRecipe",
     "nnUNetTrainerSCNASSearch_smoke", "nnUNetTrainerSCNASRetrain_smoke", "nnUNetTrainerSCNASRetrain_transfer",
     "nnUNetTrainerSCNASSearch_demoCPU", "nnUNetTrainerSCNASRetrain_demoCPU", "nnUNetTrainer_demoCPU",
-    "nnUNetTrainerSCNASSearch_demoGPU", "nnUNetTrainerSCNASRetrain_demoGPU", "nnUNetTrainer_demoGPU",
+    "nnUNetTrainerSCNASRetrain_demoCPURandom", "nnUNetTrainerSCNASSearch_demoGPU",
+    "nnUNetTrainerSCNASRetrain_demoGPU", "nnUNetTrainer_demoGPU", "nnUNetTrainerSCNASRetrain_demoGPURandom",
 ]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from .common import seed_global_rngs
+
 
 class ShortBudget:
     #: num_epochs
@@ -37,6 +39,11 @@ class ShortBudget:
     mirror_at_inference: bool = True
     #: final validation on the first this many of the fold's validation cases (sorted); None: all
     max_val_cases: int | None = None
+    #: seed nnU-Net's global RNGs from (seed, fold) before the network is built and from (seed, fold,
+    #: epoch) at every epoch start, so that with nnUNet_n_proc_DA=0 (augmentation in this process) a
+    #: rerun repeats the training bit for bit on a CPU; None: nnU-Net's unseeded behaviour. (The
+    #: search seeds itself, ``search_seed``.)
+    seed: int | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -60,6 +67,16 @@ class ShortBudget:
                 setattr(self, attribute, value)
         if self.nnunet_loss:
             self.use_jaccard_loss = False
+
+    def initialize(self):
+        if self.seed is not None and not self.was_initialized:
+            seed_global_rngs(self.seed, self.fold, "init")
+        super().initialize()
+
+    def on_epoch_start(self):
+        super().on_epoch_start()
+        if self.seed is not None:
+            seed_global_rngs(self.seed, self.fold, "data", self.current_epoch)
 
     def do_split(self):
         tr_keys, val_keys = super().do_split()

@@ -3,8 +3,12 @@ plateau-on-training-loss schedule and stop criterion, Jaccard loss, atomic check
 one-line input errors."""
 from __future__ import annotations
 
+import hashlib
 import os
+import random
 import tempfile
+
+import numpy as np
 
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
@@ -18,6 +22,20 @@ from nnunet_scnas.macro import MIN_SIZE, STRIDES, check_spatial_size
 from .losses import SoftJaccardLoss
 
 PLANS_COMMAND = "nnUNetv2_plan_scnas -d DATASET_ID"
+
+
+def derived_seed(*parts) -> int:
+    """A 63-bit seed that depends on ``parts`` only (not on the process, the rank or the time)."""
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def seed_global_rngs(*parts) -> None:
+    """Seed the RNGs nnU-Net draws initial weights, cases, crops and augmentations from."""
+    seed = derived_seed(*parts)
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
 
 
 class SCNASUsageError(SystemExit):

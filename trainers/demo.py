@@ -1,9 +1,9 @@
 """Trainers of ``nnunet_scnas demo``: SCNAS and stock nnU-Net on one training budget.
 
 ``_demoCPU`` is sized for the whole demo to run in minutes on 2 CPU cores: search at stem 8,
-batch 1 (3 epochs of 8 bi-level iterations), then the retrained network at stem 8 and stock
-nnU-Net narrowed to 8 base features, each 5 epochs of 20 iterations, validation without test-time
-mirroring. ``_demoGPU`` keeps the paper's widths (search stem 48, retrain stem 68, nnU-Net as
+batch 1 (3 epochs of 8 bi-level iterations), then the retrained network and a random genotype of
+its cost at stem 8 and stock nnU-Net narrowed to 8 base features, each 5 epochs of 20 iterations,
+validation without test-time mirroring. Every training is seeded (``ShortBudget.seed``). ``_demoGPU`` keeps the paper's widths (search stem 48, retrain stem 68, nnU-Net as
 planned) on a short budget: search 20 x 100, both trainings 40 x 250 iterations.
 Both budgets give SCNAS and nnU-Net the same iterations, batch size, validation and loss:
 nnU-Net's Dice + CE (BCE for regions) instead of the paper's Jaccard distance, which on budgets
@@ -22,11 +22,11 @@ from .search import nnUNetTrainerSCNASSearch
 
 
 class _CPU(ShortBudget):
-    epochs, iterations, val_iterations, nnunet_loss, mirror_at_inference = 5, 20, 4, True, False
+    epochs, iterations, val_iterations, nnunet_loss, mirror_at_inference, seed = 5, 20, 4, True, False, 0
 
 
 class _GPU(ShortBudget):
-    epochs, iterations, val_iterations, nnunet_loss = 40, 250, 50, True
+    epochs, iterations, val_iterations, nnunet_loss, seed = 40, 250, 50, True, 0
 
 
 class nnUNetTrainerSCNASSearch_demoCPU(_CPU, nnUNetTrainerSCNASSearch):
@@ -44,6 +44,11 @@ class nnUNetTrainerSCNASRetrain_demoCPU(_CPU, nnUNetTrainerSCNASRetrain):
     """Adam at 3e-3 instead of the paper's 3e-4: 100 iterations are too few for the latter."""
     search_trainer_name = "nnUNetTrainerSCNASSearch_demoCPU"
     stem, lr = 8, 3e-3
+
+
+class nnUNetTrainerSCNASRetrain_demoCPURandom(nnUNetTrainerSCNASRetrain_demoCPU):
+    """The control: a random genotype of the searched one's cost ($SCNAS_GENOTYPE), same budget."""
+    search_trainer_name = None
 
 
 class nnUNetTrainer_demoCPU(_CPU, nnUNetTrainer):
@@ -69,6 +74,10 @@ class nnUNetTrainerSCNASSearch_demoGPU(_GPU, nnUNetTrainerSCNASSearch):
 class nnUNetTrainerSCNASRetrain_demoGPU(_GPU, nnUNetTrainerSCNASRetrain):
     search_trainer_name = "nnUNetTrainerSCNASSearch_demoGPU"
     lr = 1e-3
+
+
+class nnUNetTrainerSCNASRetrain_demoGPURandom(nnUNetTrainerSCNASRetrain_demoGPU):
+    search_trainer_name = None
 
 
 class nnUNetTrainer_demoGPU(_GPU, nnUNetTrainer):

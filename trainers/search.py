@@ -20,9 +20,8 @@ used: its reducer cannot serve a backward pass that computes only one group's gr
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import random
+import os
 
 import numpy as np
 import torch
@@ -35,13 +34,29 @@ from nnunet_scnas.genotypes import CELL_TYPES
 from nnunet_scnas.recipe import SEARCH, tau_schedule
 from nnunet_scnas.tools.diagram import plot_alpha_history, render_genotype
 
-from .common import SCNASTrainerBase, SCNASUsageError
+from .common import SCNASTrainerBase, SCNASUsageError, derived_seed, seed_global_rngs
 
 SPLIT_FILE = "scnas_split.json"
 GENOTYPE_FILE = "genotype.json"
 GENOTYPE_LATEST_FILE = "genotype_latest.json"
 ALPHA_HISTORY_FILE = "alpha_history.json"
 CELL_IMAGES_FOLDER = "cells"  # cell_<type>.png of the final genotype (paper, Fig. 2)
+
+
+SEED_ENV = "SCNAS_SEARCH_SEED"
+DEFAULT_SEARCH_SEED = 12345
+
+
+def _search_seed_from_environment() -> int:
+    """``$SCNAS_SEARCH_SEED`` (an integer), else 12345: repeat a search with other seeds to see
+    which choices are stable (initial weights and alpha, the 4:1 split, data and draws all follow it)."""
+    text = os.environ.get(SEED_ENV, "").strip()
+    if not text:
+        return DEFAULT_SEARCH_SEED
+    try:
+        return int(text)
+    except ValueError:
+        raise SCNASUsageError(f"${SEED_ENV} must be an integer, got {text!r}") from None
 
 
 def split_weights_arch(keys: list[str], seed: int) -> tuple[list[str], list[str]]:
@@ -90,7 +105,7 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
         self.arch_warmup_epochs = round(SEARCH.arch_warmup_fraction * SEARCH.epochs)
         self.sampling = "two_op"
         self.checkpoint_cells: bool | None = None  # None: only where the step would not fit otherwise
-        self.search_seed = 12345
+        self.search_seed = _search_seed_from_environment()
         self.save_every = 1  # --c resumes at the last finished epoch
         self.dataloader_arch = None
         self.bilevel: BilevelStep | None = None
@@ -154,11 +169,21 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
     def arch_learning_rate(self) -> float:
         return self.arch_lr if self.arch_lr is not None else SEARCH.arch_lr_for(self.alpha_steps())
 
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        rule = "set by the trainer" if self.arch_lr is not None else "recipe: 3e-3 x sqrt(45,000 / alpha steps)"
+        self.print_to_log_file(f"alpha: Adam lr {self.arch_learning_rate():.4g} for {self.alpha_steps()} alpha steps "
+                               f"({rule}); search seed {self.search_seed}")
+
     # -- data: weights on 4/5, alpha on 1/5 of the fold's training cases ------------------------
     def _weight_arch_split(self, tr_keys: list[str]) -> tuple[list[str], list[str]]:
         path = join(self.output_folder, SPLIT_FILE)
         if isfile(path):
             split = load_json(path)
+            if split.get("seed", self.search_seed) != self.search_seed:
+                raise SCNASUsageError(f"fold {self.fold} was started with search seed {split['seed']}, but "
+                                      f"${SEED_ENV} gives {self.search_seed}; continue with the same seed, or "
+                                      f"delete {self.output_folder} to start over")
             if sorted(split["weights"] + split["architecture"]) != sorted(tr_keys):
                 raise SCNASUsageError(f"{path} does not partition fold {self.fold}'s training cases; "
                                       f"the splits changed since the search started. Delete {path} to start over")
@@ -211,15 +236,10 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
 
     # -- seeds -------------------------------------------------------------------------------
     def _derived_seed(self, *parts) -> int:
-        digest = hashlib.sha256("/".join(str(p) for p in (self.search_seed, self.fold, *parts)).encode()).digest()
-        return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+        return derived_seed(self.search_seed, self.fold, *parts)
 
     def _seed_global_rngs(self, *parts) -> None:
-        """nnU-Net draws initial weights, cases, crops and augmentations from the global RNGs."""
-        seed = self._derived_seed(*parts)
-        random.seed(seed)
-        np.random.seed(seed % 2 ** 32)
-        torch.manual_seed(seed)
+        seed_global_rngs(self.search_seed, self.fold, *parts)
 
     def on_epoch_start(self) -> None:
         """Data of epoch e depends on (seed, fold, e, rank) only, so a run continued at an epoch
@@ -272,7 +292,8 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
             "dataset": self.plans_manager.dataset_name, "plans": self.plans_manager.plans_name,
             "configuration": self.configuration_name, "fold": self.fold, "trainer": self.__class__.__name__,
             "epochs": epochs_done, "alpha_steps": self.alpha_steps(epochs_done),
-            "arch_lr": self.arch_learning_rate(), "sampling": self.sampling, "stem_channels": self.stem_channels})
+            "arch_lr": self.arch_learning_rate(), "search_seed": self.search_seed, "sampling": self.sampling,
+            "stem_channels": self.stem_channels})
 
     def on_epoch_end(self) -> None:
         net = self.unwrapped_network()
@@ -286,12 +307,16 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
         self.logger.log("tau", float(net.tau), epoch)
         self.logger.log("arch_losses", arch_loss, epoch)
         entropies = {}
+        confidence = {}
         for t in CELL_TYPES:
             p = torch.softmax(net.alphas[t].detach().float(), -1)
             entropies[t] = float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
+            confidence[t] = float(p.max(-1).values.mean())
             self.logger.log(f"alpha_entropy_{t}", entropies[t], epoch)
         self.print_to_log_file(f"arch_loss {arch_loss:.4f}, alpha entropy per edge (max {math.log(8):.3f}): "
-                               + ", ".join(f"{t} {v:.3f}" for t, v in entropies.items()))
+                               + ", ".join(f"{t} {v:.3f}" for t, v in entropies.items())
+                               + "; mean confidence (uniform 0.125): "
+                               + ", ".join(f"{t} {v:.3f}" for t, v in confidence.items()))
         if self.local_rank == 0:
             self._append_alpha_history(epoch)
         super().on_epoch_end()

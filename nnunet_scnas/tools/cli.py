@@ -83,6 +83,27 @@ def _cmd_random_genotype(args: argparse.Namespace) -> None:
         print(f"wrote {args.output}")
 
 
+def _cmd_agree(args: argparse.Namespace) -> None:
+    from itertools import combinations
+
+    from ..genotypes import CELL_TYPES, Genotype
+    from ..operations import OPS
+    if len(args.genotypes) < 2:
+        raise ValueError("give at least two genotype files")
+    genotypes = [Genotype.load(p) for p in args.genotypes]
+    pairs = [a.agreement(b) for a, b in combinations(genotypes, 2)]
+    print(f"edges on which two searches chose the same op, mean over {len(pairs)} pairs "
+          f"(independent uniform draws: {1 / len(OPS):.3f}):")
+    for t in CELL_TYPES:
+        print(f"  {t:11s} {sum(p[t] for p in pairs) / len(pairs):.3f}")
+    print(f"  {'all':11s} {sum(sum(p.values()) for p in pairs) / len(pairs) / len(CELL_TYPES):.3f}")
+
+
+def _cmd_planted(args: argparse.Namespace) -> None:
+    from .planted import main as planted_main
+    planted_main(["--seeds", *map(str, args.seeds)])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nnunet_scnas", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -110,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tolerance", type=float, default=0.1, help="relative tolerance of --match (default 0.1)")
     r.add_argument("-o", "--output", help="write the genotype JSON here")
     r.set_defaults(func=_cmd_random_genotype)
+    ag = sub.add_parser("agree", help="how many edges several searches (e.g. other $SCNAS_SEARCH_SEED) agree on")
+    ag.add_argument("genotypes", nargs="+")
+    ag.set_defaults(func=_cmd_agree)
+    pl = sub.add_parser("planted", help="check that the search chooses: searches on a generated task whose best "
+                                        "op family is known (dilated separable convs), a few minutes per seed")
+    pl.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    pl.set_defaults(func=_cmd_planted)
     from . import compare, demo, synth
     d = sub.add_parser("demo", help="the whole workflow on a generated dataset: plan, search, retrain, "
                                     "stock nnU-Net, prediction of held-back cases, comparison")

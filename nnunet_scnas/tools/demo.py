@@ -1,8 +1,10 @@
 """``nnunet_scnas demo``: the whole SCNAS workflow on a generated dataset, through nnU-Net's commands.
 
 Stages: generate the dataset -> nnUNetv2_plan_and_preprocess -> nnUNetv2_plan_scnas -> search ->
-retrain -> stock nnU-Net on the same fold and budget -> predict and evaluate the held-back cases
--> compare. Everything lives in one working folder (its own nnUNet_raw, nnUNet_preprocessed,
+retrain -> a random genotype of the searched one's parameters and FLOPs, retrained the same way
+(the control) -> stock nnU-Net on the same fold and budget -> predict and evaluate the held-back
+cases -> compare. Every training is seeded and augments in its own process
+(``nnUNet_n_proc_DA=0``), so a rerun on the same machine prints the same Dice. Everything lives in one working folder (its own nnUNet_raw, nnUNet_preprocessed,
 nnUNet_results), every stage logs to ``logs/<stage>.txt``, and each finished stage is recorded in
 ``demo_state.json``: a rerun on the same folder resumes after the last finished stage (training
 stages continue from their checkpoint with ``--c``).
@@ -38,6 +40,7 @@ class Stage:
     command: list[str] | None = None   # an nnU-Net / nnunet_scnas console command, or None: in-process
     epochs: int = 0                    # > 0: a training stage whose "Epoch N" lines show progress
     expected_s: float = 60.0           # first guess of its duration, for the time-left estimate
+    env: dict | None = None            # extra environment variables of the command
 
 
 def _tool(name: str) -> str:
@@ -54,7 +57,12 @@ def _settings(device: str) -> dict:
     suffix = "_demoGPU" if device == "cuda" else "_demoCPU"
     return {"device": device, "num_cases": 24, "num_test": 4, "size": [40, 48, 40], "seed": 0,
             "search": "nnUNetTrainerSCNASSearch" + suffix, "retrain": "nnUNetTrainerSCNASRetrain" + suffix,
-            "stock": "nnUNetTrainer" + suffix}
+            "random": f"nnUNetTrainerSCNASRetrain{suffix}Random", "stock": "nnUNetTrainer" + suffix,
+            "epochs": 5 if device == "cpu" else 40}
+
+
+def _random_genotype_path(work: str) -> str:
+    return os.path.join(work, "random_genotype.json")
 
 
 def _stages(work: str, s: dict) -> list[Stage]:
@@ -62,6 +70,10 @@ def _stages(work: str, s: dict) -> list[Stage]:
     labels_ts = os.path.join(work, "nnUNet_raw", DATASET_NAME, "labelsTs")
     dev = ["-device", s["device"]]
     train = [_tool("nnUNetv2_train"), str(DATASET_ID), CONFIG, FOLD, "--c"]
+    # trainings augment in their own process: with background workers (nnU-Net's default) batches
+    # arrive in whichever order the workers finish, and no two runs are alike (nnU-Net's planner
+    # needs at least one worker, so only here)
+    in_process = {"nnUNet_n_proc_DA": "0"}
     cpu = s["device"] == "cpu"
     stages = [
         Stage("dataset", f"generate {s['num_cases']} + {s['num_test']} synthetic 4-channel cases", None, 0, 10),
@@ -71,13 +83,20 @@ def _stages(work: str, s: dict) -> list[Stage]:
         Stage("plan_scnas", "nnUNetv2_plan_scnas (patch a multiple of 8, memory-checked batch)",
               [_tool("nnUNetv2_plan_scnas"), "-d", str(DATASET_ID)], 0, 15),
         Stage("search", f"architecture search ({s['search']})",
-              train + ["-tr", s["search"], "-p", SCNAS_PLANS] + dev, 3 if cpu else 20, 180 if cpu else 1800),
+              train + ["-tr", s["search"], "-p", SCNAS_PLANS] + dev, 3 if cpu else 20, 180 if cpu else 1800,
+              in_process),
         Stage("retrain", f"retrain the found genotype from scratch ({s['retrain']})",
-              train + ["-tr", s["retrain"], "-p", SCNAS_PLANS] + dev, 5 if cpu else 40, 150 if cpu else 3600),
+              train + ["-tr", s["retrain"], "-p", SCNAS_PLANS] + dev, s["epochs"], 150 if cpu else 3600,
+              in_process),
+        Stage("random_genotype", "draw a random genotype of the searched one's parameters and FLOPs "
+              "(nnunet_scnas random-genotype --match)", None, 0, 20),
+        Stage("retrain_random", f"retrain that random genotype, same budget: the control ({s['random']})",
+              train + ["-tr", s["random"], "-p", SCNAS_PLANS] + dev, s["epochs"], 150 if cpu else 3600,
+              {**in_process, "SCNAS_GENOTYPE": _random_genotype_path(work)}),
         Stage("stock", f"stock nnU-Net, same fold and budget ({s['stock']})",
-              train + ["-tr", s["stock"]] + dev, 5 if cpu else 40, 150 if cpu else 3600),
+              train + ["-tr", s["stock"]] + dev, s["epochs"], 150 if cpu else 3600, in_process),
     ]
-    for key, trainer, plans in (("scnas", s["retrain"], SCNAS_PLANS), ("stock", s["stock"], "nnUNetPlans")):
+    for key, trainer, plans in _models(s):
         out = os.path.join(work, "predictions", key)
         stages.append(Stage(f"predict_{key}", f"predict the {s['num_test']} held-back cases with {trainer}",
                             [_tool("nnUNetv2_predict"), "-i", raw_ts, "-o", out, "-d", str(DATASET_ID), "-c", CONFIG,
@@ -89,9 +108,37 @@ def _stages(work: str, s: dict) -> list[Stage]:
                              "-np", "1"], 0, 10))
     stages.append(Stage("compare", "side-by-side report (nnunet_scnas compare)",
                         [_tool("nnunet_scnas"), "compare", "-d", str(DATASET_ID), "-c", CONFIG, "-f", FOLD,
-                         "-tr", s["stock"], "-tr", f"{s['retrain']}:{SCNAS_PLANS}", "-o",
-                         os.path.join(work, "report")], 0, 20))
+                         "-tr", s["stock"], "-tr", f"{s['retrain']}:{SCNAS_PLANS}", "-tr",
+                         f"{s['random']}:{SCNAS_PLANS}", "-o", os.path.join(work, "report")], 0, 20))
     return stages
+
+
+def _models(s: dict) -> list[tuple[str, str, str]]:
+    """(key, trainer, plans) of the three trained models the demo predicts and reports."""
+    return [("scnas", s["retrain"], SCNAS_PLANS), ("random", s["random"], SCNAS_PLANS),
+            ("stock", s["stock"], "nnUNetPlans")]
+
+
+def _draw_random_genotype(work: str, settings: dict) -> None:
+    """The control: a uniform random genotype whose parameters and FLOPs at the retrain's stem and
+    the SCNAS plans' patch are within 10 % of the searched genotype's."""
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+
+    from ..genotypes import Genotype
+    from ..trainers import demo as demo_trainers
+    from .cost import matched_random_genotype
+    with _nnunet_folders(work):
+        searched = os.path.join(get_output_folder(DATASET_NAME, settings["search"], SCNAS_PLANS, CONFIG, FOLD),
+                                "genotype.json")
+    with open(os.path.join(work, "nnUNet_preprocessed", DATASET_NAME, f"{SCNAS_PLANS}.json")) as f:
+        patch = json.load(f)["configurations"][CONFIG]["patch_size"]
+    from ..recipe import RETRAIN
+    stem = getattr(demo_trainers, settings["retrain"]).stem or RETRAIN.stem_channels
+    genotype, draws = matched_random_genotype(Genotype.load(searched), settings["seed"], stem, [4, *patch], 3)
+    genotype.save(_random_genotype_path(work))
+    prov = genotype.provenance
+    print(f"random genotype after {draws} draws: {prov['flops'] / 1e9:.3f} GFLOPs, {prov['parameters']} parameters "
+          f"(searched: {prov['reference_flops'] / 1e9:.3f} GFLOPs, {prov['reference_parameters']})", flush=True)
 
 
 def _fmt(seconds: float) -> str:
@@ -216,7 +263,7 @@ def _report(work: str, settings: dict) -> str:
         dataset_json = json.load(f)
     label_manager = LabelManager(dataset_json["labels"], dataset_json.get("regions_class_order"))
     keys = [label_or_region_to_key(r) for r in label_manager.foreground_regions]  # summary.json's keys
-    for key, trainer in (("scnas", settings["retrain"]), ("stock", settings["stock"])):
+    for key, trainer, _ in _models(settings):
         with open(os.path.join(work, "predictions", key, "summary.json")) as f:
             summary = json.load(f)
         per = [summary["mean"][k]["Dice"] for k in keys]
@@ -227,9 +274,17 @@ def _report(work: str, settings: dict) -> str:
         lines.append(f.read())
     with _nnunet_folders(work):
         search_fold = get_output_folder(DATASET_NAME, settings["search"], SCNAS_PLANS, CONFIG, FOLD)
+    from ..genotypes import Genotype
+    searched = Genotype.load(os.path.join(search_fold, "genotype.json"))
+    confidence = searched.mean_confidence() or {}
     lines += ["", "## Found genotype", "", f"`{os.path.join(search_fold, 'genotype.json')}`; cells drawn in "
               f"`{os.path.join(search_fold, 'cells')}`, alpha over the epochs in "
-              f"`{os.path.join(search_fold, 'alpha_history.png')}`."]
+              f"`{os.path.join(search_fold, 'alpha_history.png')}`. Mean confidence (max softmax(alpha) per "
+              f"edge; uniform 0.125) after {searched.provenance.get('alpha_steps')} alpha steps: "
+              + ", ".join(f"{t} {c:.3f}" for t, c in confidence.items()) + ".",
+              "", searched.randomness_note() or "The search left uniform on every cell type.", "",
+              f"The control (`{settings['random']}`) retrained `{_random_genotype_path(work)}`, a uniform "
+              "random genotype of the same parameters and FLOPs (within 10 %)."]
     path = os.path.join(work, "report", "demo_summary.md")
     atomic_write_text("\n".join(lines) + "\n", path)
     return path
@@ -274,12 +329,14 @@ def run_demo(work: str, device: str = "auto", fresh: bool = False) -> str:
         print(f"[{i}/{len(stages)}] {stage.name}: {stage.what}", flush=True)
         t0 = time.time()
         log_path = os.path.join(work, "logs", f"{stage.name}.txt")
-        if stage.command is None:
+        if stage.name == "dataset":
             from .synth import make_dataset
             make_dataset(env["nnUNet_raw"], DATASET_ID, "SCNASDemo", settings["num_cases"], 4,
                          tuple(settings["size"]), settings["seed"], settings["num_test"])
+        elif stage.name == "random_genotype":
+            _draw_random_genotype(work, settings)
         else:
-            _run_command(stage, log_path, env, progress, i)
+            _run_command(stage, log_path, {**env, **(stage.env or {})}, progress, i)
         elapsed = time.time() - t0
         progress.finished(stage, elapsed)
         done.append(stage.name)

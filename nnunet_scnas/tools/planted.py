@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..bilevel import BilevelStep
-from ..genotypes import CELL_TYPES
+from ..genotypes import CELL_TYPES, derive
 from ..operations import OPS
 from ..recipe import SEARCH, tau_schedule
 from ..search_model import SearchNetwork
@@ -65,12 +65,15 @@ def planted_family_first(alphas: dict[str, torch.Tensor]) -> bool:
     return family_ranking(alphas)[PLANTED_CELL][0] in PLANTED_FAMILY
 
 
-def run_search(seed: int, iterations: int = 240, warmup: int = 60, stem: int = 8, size: int = 24, batch: int = 2,
+def run_search(seed: int, iterations: int = 200, warmup: int = 100, stem: int = 8, size: int = 24, batch: int = 1,
                cases: int = 20, cut_alpha_gradient: bool = False, swap_splits: bool = False,
+               data_seed: int | None = None,
                verbose: bool = False, log=print) -> dict:
-    """One search on the planted task; returns its alphas, ranking, and whether the family won."""
+    """One search on the planted task; returns its alphas, ranking, and whether the family won.
+    ``seed`` seeds the network, the draws and the batches; the cases come from ``data_seed``
+    (default: ``seed``)."""
     torch.manual_seed(seed)
-    x, y = make_cases(cases, size, seed)
+    x, y = make_cases(cases, size, seed if data_seed is None else data_seed)
     n_arch = max(1, round(cases * SEARCH.arch_fraction))
     weight_idx, arch_idx = torch.arange(n_arch, cases), torch.arange(n_arch)
     if swap_splits:
@@ -123,24 +126,32 @@ def run_search(seed: int, iterations: int = 240, warmup: int = 60, stem: int = 8
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--iterations", type=int, default=240)
-    p.add_argument("--warmup", type=int, default=60)
+    p.add_argument("--iterations", type=int, default=200, help="bi-level iterations, warm-up included")
+    p.add_argument("--warmup", type=int, default=100, help="weight-only iterations before alpha steps")
     p.add_argument("--cut-alpha-gradient", action="store_true")
     p.add_argument("--swap-splits", action="store_true")
     p.add_argument("--stem", type=int, default=8)
+    p.add_argument("--batch", type=int, default=1)
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--data-seed", type=int, help="the same cases for every seed (default: each seed its own)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    wins = 0
+    wins, genotypes = 0, []
     for seed in a.seeds:
-        r = run_search(seed, a.iterations, a.warmup, stem=a.stem, cut_alpha_gradient=a.cut_alpha_gradient,
-                       swap_splits=a.swap_splits, verbose=a.verbose)
+        r = run_search(seed, a.iterations, a.warmup, stem=a.stem, batch=a.batch, cut_alpha_gradient=a.cut_alpha_gradient,
+                       swap_splits=a.swap_splits, verbose=a.verbose, data_seed=a.data_seed)
+        genotypes.append(derive(r["alphas"]))
         wins += r["planted_first"]
         mean = torch.softmax(r["alphas"][PLANTED_CELL], -1).mean(0)
         print(f"seed {seed}: {PLANTED_CELL} ranking " + ", ".join(
             f"{op} {mean[OPS.index(op)]:.3f}" for op in r["ranking"][PLANTED_CELL][:4])
             + f"; planted family first: {r['planted_first']} ({r['seconds']:.0f} s)")
     print(f"planted family first on {wins} of {len(a.seeds)} seeds")
+    pairs = [g.agreement(h) for k, g in enumerate(genotypes) for h in genotypes[k + 1:]]
+    if pairs:
+        print("derived genotypes agree on " + ", ".join(
+            f"{t} {sum(p[t] for p in pairs) / len(pairs):.2f}" for t in CELL_TYPES)
+              + f" of the edges (mean over {len(pairs)} pairs; independent draws: {1 / len(OPS):.3f})")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,184 @@
+"""One training step of derived SCNAS networks against stock nnU-Net's PlainConvUNet (issue 13).
+
+A step is forward, nnU-Net's loss (Dice + CE under its deep-supervision wrapper, its weights),
+backward and the optimiser step (SCNAS: Adam; stock: nnU-Net's SGD). Both networks get the same
+patch and batch; stock nnU-Net's width is chosen so that its FLOPs per patch match the SCNAS
+network's (features 2b..16b of nnU-Net's hippocampus plans, b searched). Configurations are timed
+alternately in one run, so both see the same machine load; each figure is the median of --reps.
+
+    python bench/train_step.py                       # CPU: hippocampus patch 40x56x40, batch 2, stems 8 and 16
+    python bench/train_step.py --compile             # also with torch.compile
+    python bench/train_step.py --device cuda --amp --patch 128,128,128 --stems 68 --channels 4
+
+Genotypes span the op mix: all 3x3x3 conv, all separable dilated, pooling-heavy, the example
+genotype (docs/example_genotype.json, or --genotype FILE) and two uniform random ones. The last
+lines are a per-op profile (torch.profiler) of the default configuration and
+``train_step scnas/stock time=X flops=Y`` for it (the example genotype at the first stem).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def stock_unet(in_ch: int, classes: int, base: int) -> nn.Module:
+    """nnU-Net's 3d_fullres network for hippocampus (4 stages, 2 convs each), ``base`` features first."""
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+    from dynamic_network_architectures.initialization.weight_init import InitWeights_He
+    net = PlainConvUNet(in_ch, 4, [min(base * 2 ** i, 320) for i in range(4)], nn.Conv3d, 3,
+                        [[1, 1, 1]] + [[2, 2, 2]] * 3, [2, 2, 2, 2], classes, [2, 2, 2], True,
+                        nn.InstanceNorm3d, {"eps": 1e-5, "affine": True}, None, None,
+                        nn.LeakyReLU, {"inplace": True}, deep_supervision=True)
+    net.apply(InitWeights_He(1e-2))
+    return net
+
+
+def genotypes(example: str) -> dict:
+    from nnunet_scnas import CELL_TYPES, Genotype
+    sep = ("sep_dil_conv_3x3x3_r2", "sep_dil_conv_3x3x3_r3", "sep_dil_conv_3x3x3_r4")
+    pools = ("max_pool_3x3x3", "avg_pool_3x3x3", "identity", "conv_3x3x3")
+    return {
+        "all_conv": Genotype({t: ("conv_3x3x3",) * 14 for t in CELL_TYPES}),
+        "all_sep_dil": Genotype({t: tuple(sep[k % 3] for k in range(14)) for t in CELL_TYPES}),
+        "pooling_heavy": Genotype({t: tuple(pools[k % 4] for k in range(14)) for t in CELL_TYPES}),
+        "example": Genotype.load(example),
+        "random1": Genotype.random(1),
+        "random2": Genotype.random(2),
+    }
+
+
+def nnunet_loss(num_outputs: int) -> nn.Module:
+    """nnU-Net's default loss for label maps: Dice + CE, deep supervision weights 1, 1/2, ... (last 0)."""
+    import numpy as np
+    from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+    loss = DC_and_CE_loss({"batch_dice": False, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1,
+                          weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
+    weights = np.array([1 / 2 ** i for i in range(num_outputs)])
+    weights[-1] = 0
+    return DeepSupervisionWrapper(loss, weights / weights.sum())
+
+
+def targets(shape, classes: int, n_outputs: int, device) -> list[torch.Tensor]:
+    y = torch.randint(0, classes, (shape[0], 1, *shape[2:]), device=device)
+    return [y[..., ::2 ** k, ::2 ** k, ::2 ** k].float() for k in range(n_outputs)]
+
+
+def make_step(net: nn.Module, optimizer, loss_fn, x, ys, amp: bool):
+    scaler = torch.amp.GradScaler("cuda") if amp else None
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(x.device.type, enabled=amp):
+            out = net(x)
+            loss = loss_fn(out[:len(ys)], ys[:len(out)])
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 12)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 12)
+            optimizer.step()
+        return loss
+    return step
+
+
+def timed(step, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", action="store_true", help="float16 autocast (GPU)")
+    p.add_argument("--patch", default="40,56,40")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--channels", type=int, default=1)
+    p.add_argument("--classes", type=int, default=3)
+    p.add_argument("--stems", type=int, nargs="+", default=[8, 16])
+    p.add_argument("--genotype", default=os.path.join(REPO, "docs", "example_genotype.json"))
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--compile", action="store_true", help="also time torch.compile'd networks")
+    p.add_argument("--no-profile", action="store_true")
+    a = p.parse_args()
+    from nnunet_scnas import SCNASNetwork
+    from nnunet_scnas.tools.cost import count_flops
+    torch.manual_seed(0)
+    dev = torch.device(a.device)
+    patch = [int(v) for v in a.patch.split(",")]
+    shape = [a.batch, a.channels, *patch]
+    x = torch.randn(*shape, device=dev)
+    ys = targets(shape, a.classes, 3, dev)
+    configs = []  # (name, stem, net, optimizer, flops)
+    for stem in a.stems:
+        for gname, g in genotypes(a.genotype).items():
+            net = SCNASNetwork(a.channels, a.classes, g, stem_channels=stem).to(dev).train()
+            net.apply(net.initialize)
+            flops = count_flops(SCNASNetwork(a.channels, a.classes, g, stem, deep_supervision=False), [1, *shape[1:]])
+            configs.append((f"scnas {gname}", stem, net, torch.optim.Adam(net.parameters(), 3e-3), flops))
+            if gname == "example":
+                cand = {b: count_flops(_eval(stock_unet(a.channels, a.classes, b)), [1, *shape[1:]]) for b in range(2, 33)}
+                base = min(cand, key=lambda b: abs(cand[b] - flops))
+                stock = stock_unet(a.channels, a.classes, base).to(dev).train()
+                configs.append((f"stock base {base}", stem, stock, torch.optim.SGD(
+                    stock.parameters(), 1e-2, momentum=0.99, nesterov=True, weight_decay=3e-5), cand[base]))
+    variants = [(n, s, net, opt, f, False) for n, s, net, opt, f in configs]
+    if a.compile:
+        variants += [(n + " compiled", s, torch.compile(net), opt, f, True) for n, s, net, opt, f in configs]
+    steps = {}
+    for v in variants:
+        name, stem, net, opt, flops, _ = v
+        steps[(name, stem)] = make_step(net, opt, nnunet_loss(3), x, ys, a.amp)
+        steps[(name, stem)]()  # warm-up (and compilation)
+    times = {k: [] for k in steps}
+    for _ in range(a.reps):  # alternating: every configuration once per round
+        for k, step in steps.items():
+            times[k].append(timed(step, dev))
+    print(f"device {a.device}, threads {torch.get_num_threads()}, batch {a.batch} x {a.channels} x "
+          f"{'x'.join(map(str, patch))}, median of {a.reps}")
+    print(f"{'network':32s} {'stem':>4s} {'GFLOPs/patch':>12s} {'s/step':>8s} {'s per GFLOP':>11s}")
+    flops_of = {(n, s): f for n, s, _, _, f, _ in variants}
+    for k, ts in times.items():
+        med = statistics.median(ts)
+        print(f"{k[0]:32s} {k[1]:4d} {flops_of[k] / 1e9:12.3f} {med:8.3f} {med / (flops_of[k] / 1e9):11.3f}")
+    stem0 = a.stems[0]
+    stock_key = next(k for k in times if k[0].startswith("stock") and k[1] == stem0 and "compiled" not in k[0])
+    scnas_key = ("scnas example", stem0)
+    if not a.no_profile:
+        from torch.profiler import ProfilerActivity, profile
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+        for key in (scnas_key, stock_key):
+            with profile(activities=acts) as prof:
+                steps[key]()
+            print(f"\nprofile of one step: {key[0]}, stem {key[1]}")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+    t = statistics.median(times[scnas_key]) / statistics.median(times[stock_key])
+    f = flops_of[scnas_key] / flops_of[stock_key]
+    print(f"train_step scnas/stock time={t:.2f} flops={f:.2f}")
+
+
+def _eval(net: nn.Module) -> nn.Module:
+    net.decoder.deep_supervision = False
+    return net.eval()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
