@@ -31,19 +31,8 @@ export nnUNet_extTrainer=$HERE/budget_trainers${nnUNet_extTrainer:+:$nnUNet_extT
 # one augmentation worker: on 2 cores more workers only fight the training's threads
 export nnUNet_n_proc_DA=${nnUNet_n_proc_DA:-1} nnUNet_def_n_proc=${nnUNet_def_n_proc:-2} PYTHONUNBUFFERED=1
 D=604; NAME=Dataset604_HippoBudget; RAW=$nnUNet_raw/$NAME
-mkdir -p "$WORK/logs" "$RAW/imagesTr" "$RAW/labelsTr" "$WORK/held_back/images" "$WORK/held_back/labels"
-step() { echo "[$(date +%H:%M:%S)] $*"; }
-run() { local log=$WORK/logs/$1.txt; shift; step "$* (log: $log)"; "$@" >"$log" 2>&1 || { tail -20 "$log"; echo "FAILED: $*" >&2; exit 1; }; }
-
-if [ ! -f "$RAW/dataset.json" ]; then
-  step "copying $NTRAIN training and 40 held-back cases"
-  mapfile -t CASES < <(ls "$SHARED/labelsTr" | sed 's/.nii.gz$//' | sort)
-  for c in "${CASES[@]:0:NTRAIN}"; do cp "$SHARED/imagesTr/${c}_0000.nii.gz" "$RAW/imagesTr/"; cp "$SHARED/labelsTr/$c.nii.gz" "$RAW/labelsTr/"; done
-  for c in "${CASES[@]:160:40}"; do cp "$SHARED/imagesTr/${c}_0000.nii.gz" "$WORK/held_back/images/"; cp "$SHARED/labelsTr/$c.nii.gz" "$WORK/held_back/labels/"; done
-  "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); d['numTraining']=int(sys.argv[3]); json.dump(d, open(sys.argv[2],'w'), indent=1)" "$SHARED/dataset.json" "$RAW/dataset.json" "$NTRAIN"
-fi
-[ -f "$nnUNet_preprocessed/$NAME/nnUNetPlans.json" ] || run plan "$BIN/nnUNetv2_plan_and_preprocess" -d $D -c 3d_fullres -np 2
-[ -f "$nnUNet_preprocessed/$NAME/nnUNetPlansSCNAS.json" ] || run plan_scnas "$BIN/nnUNetv2_plan_scnas" -d $D
+. "$HERE/_hippocampus.sh"
+prepare_hippocampus
 # batch 2 for both (nnU-Net plans batch 9 here: too slow on a CPU, and the budget must match)
 "$PY" - "$nnUNet_preprocessed/$NAME" <<'PY'
 import json, sys

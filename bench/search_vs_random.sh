@@ -24,20 +24,10 @@ export nnUNet_raw=$WORK/nnUNet_raw nnUNet_preprocessed=$WORK/nnUNet_preprocessed
 export nnUNet_extTrainer=$HERE/search_vs_random_trainers${nnUNet_extTrainer:+:$nnUNet_extTrainer}
 export nnUNet_def_n_proc=${nnUNet_def_n_proc:-2} nnUNet_compile=0 PYTHONUNBUFFERED=1
 D=605; NAME=Dataset605_HippoSearch; RAW=$nnUNet_raw/$NAME; PLANS=nnUNetPlansSCNASBatch2
-mkdir -p "$WORK/logs" "$WORK/report" "$WORK/genotypes" "$RAW/imagesTr" "$RAW/labelsTr" "$WORK/held_back/images" "$WORK/held_back/labels"
-step() { echo "[$(date +%H:%M:%S)] $*"; }
-run() { local log=$WORK/logs/$1.txt; shift; step "$* (log: $log)"; "$@" >"$log" 2>&1 || { tail -20 "$log"; echo "FAILED: $*" >&2; exit 1; }; }
+mkdir -p "$WORK/report" "$WORK/genotypes"
+. "$HERE/_hippocampus.sh"
 timed() { local name=$1; shift; local t0=$SECONDS; run "$name" "$@"; echo $((SECONDS - t0)) > "$WORK/logs/$name.seconds"; }
-
-if [ ! -f "$RAW/dataset.json" ]; then
-  step "copying $NTRAIN training and 40 held-back cases"
-  mapfile -t CASES < <(ls "$SHARED/labelsTr" | sed 's/.nii.gz$//' | sort)
-  for c in "${CASES[@]:0:NTRAIN}"; do cp "$SHARED/imagesTr/${c}_0000.nii.gz" "$RAW/imagesTr/"; cp "$SHARED/labelsTr/$c.nii.gz" "$RAW/labelsTr/"; done
-  for c in "${CASES[@]:160:40}"; do cp "$SHARED/imagesTr/${c}_0000.nii.gz" "$WORK/held_back/images/"; cp "$SHARED/labelsTr/$c.nii.gz" "$WORK/held_back/labels/"; done
-  "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); d['numTraining']=int(sys.argv[3]); json.dump(d, open(sys.argv[2],'w'), indent=1)" "$SHARED/dataset.json" "$RAW/dataset.json" "$NTRAIN"
-fi
-[ -f "$nnUNet_preprocessed/$NAME/nnUNetPlans.json" ] || run plan "$BIN/nnUNetv2_plan_and_preprocess" -d $D -c 3d_fullres -np 2
-[ -f "$nnUNet_preprocessed/$NAME/nnUNetPlansSCNAS.json" ] || run plan_scnas "$BIN/nnUNetv2_plan_scnas" -d $D
+prepare_hippocampus
 "$PY" - "$nnUNet_preprocessed/$NAME" "$PLANS" <<'PY'
 import json, sys
 folder, name = sys.argv[1:]

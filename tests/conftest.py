@@ -1,4 +1,3 @@
-import json
 import random
 
 import pytest
@@ -16,8 +15,3 @@ def random_genotype() -> Genotype:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
-
-def write_json(path, obj):
-    path.write_text(json.dumps(obj))
-    return path

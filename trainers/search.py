@@ -134,8 +134,8 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
             self.loss = self._build_loss()  # batch Dice over all ranks
 
     def _needs_cell_checkpointing(self) -> bool:
-        """Recompute each cell in backward only if the step would not fit the GPU without: it
-        costs ~35 % step time (bench/results: 0.89 s vs 1.37 s, 10.4 vs 4.1 GB at the paper's size)."""
+        """Recompute each cell in backward only if the step would not fit the GPU without: it costs
+        step time (docs/BENCHMARKS.md, section 1)."""
         if self.device.type != "cuda":
             return False
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels

@@ -8,6 +8,7 @@ exactly the trained networks. ``_budgetCPU`` is sized for 2 CPU cores, ``_budget
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunet_scnas.recipe import RETRAIN, SEARCH
 from nnunet_scnas.trainers import nnUNetTrainerSCNASRetrain, nnUNetTrainerSCNASSearch
 from nnunet_scnas.trainers.budget import ShortBudget
 from nnunet_scnas.trainers.common import TrainLossPlateau
@@ -68,12 +69,12 @@ class nnUNetTrainer_budgetGPU(_GPU, nnUNetTrainer_budgetCPU):
 
 
 class nnUNetTrainerSCNASSearch_budgetGPU(_GPU, nnUNetTrainerSCNASSearch_budgetCPU):
-    epochs, iterations, stem, arch_warmup = 50, 100, 48, 5
+    epochs, iterations, stem, arch_warmup = 50, 100, SEARCH.stem_channels, 5
 
 
 class nnUNetTrainerSCNASRetrain_budgetGPU(_GPU, nnUNetTrainerSCNASRetrain_budgetCPU):
     search_trainer_name = "nnUNetTrainerSCNASSearch_budgetGPU"
-    stem = 68
+    stem = RETRAIN.stem_channels
 
 
 class nnUNetTrainerSCNASRetrain_budgetGPUTransfer(nnUNetTrainerSCNASRetrain_budgetGPU):
