@@ -2,7 +2,7 @@
 
 ``_demoCPU`` is sized for the whole demo to run in minutes on 2 CPU cores: search at stem 8,
 batch 1 (3 epochs of 8 bi-level iterations), then the retrained network and a random genotype of
-its cost at stem 8 and stock nnU-Net narrowed to 8 base features, each 5 epochs of 20 iterations,
+its cost at stem 8 and stock nnU-Net narrowed to 8 base features, each 10 epochs of 20 iterations,
 validation without test-time mirroring. Every training is seeded (``ShortBudget.seed``). ``_demoGPU`` keeps the paper's widths (search stem 48, retrain stem 68, nnU-Net as
 planned) on a short budget: search 20 x 100, both trainings 40 x 250 iterations.
 Both budgets give SCNAS and nnU-Net the same iterations, batch size, validation and loss:
@@ -22,7 +22,7 @@ from .search import nnUNetTrainerSCNASSearch
 
 
 class _CPU(ShortBudget):
-    epochs, iterations, val_iterations, nnunet_loss, mirror_at_inference, seed = 5, 20, 4, True, False, 0
+    epochs, iterations, val_iterations, nnunet_loss, mirror_at_inference, seed = 10, 20, 4, True, False, 0
 
 
 class _GPU(ShortBudget):

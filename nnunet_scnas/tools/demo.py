@@ -58,7 +58,7 @@ def _settings(device: str) -> dict:
     return {"device": device, "num_cases": 24, "num_test": 4, "size": [40, 48, 40], "seed": 0,
             "search": "nnUNetTrainerSCNASSearch" + suffix, "retrain": "nnUNetTrainerSCNASRetrain" + suffix,
             "random": f"nnUNetTrainerSCNASRetrain{suffix}Random", "stock": "nnUNetTrainer" + suffix,
-            "epochs": 5 if device == "cpu" else 40}
+            "epochs": 10 if device == "cpu" else 40}
 
 
 def _random_genotype_path(work: str) -> str:
