@@ -306,12 +306,9 @@ class nnUNetTrainerSCNASSearch(SCNASTrainerBase):
         arch_loss = float(np.nanmean(arch_losses)) if arch_losses else float("nan")
         self.logger.log("tau", float(net.tau), epoch)
         self.logger.log("arch_losses", arch_loss, epoch)
-        entropies = {}
-        confidence = {}
+        summary = net.genotype()  # derivation records each cell type's mean entropy and confidence
+        entropies, confidence = summary.provenance["mean_entropy"], summary.mean_confidence()
         for t in CELL_TYPES:
-            p = torch.softmax(net.alphas[t].detach().float(), -1)
-            entropies[t] = float(-(p * p.clamp_min(1e-12).log()).sum(-1).mean())
-            confidence[t] = float(p.max(-1).values.mean())
             self.logger.log(f"alpha_entropy_{t}", entropies[t], epoch)
         self.print_to_log_file(f"arch_loss {arch_loss:.4f}, alpha entropy per edge (max {math.log(8):.3f}): "
                                + ", ".join(f"{t} {v:.3f}" for t, v in entropies.items())

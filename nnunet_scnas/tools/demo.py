@@ -57,8 +57,7 @@ def _settings(device: str) -> dict:
     suffix = "_demoGPU" if device == "cuda" else "_demoCPU"
     return {"device": device, "num_cases": 24, "num_test": 4, "size": [40, 48, 40], "seed": 0,
             "search": "nnUNetTrainerSCNASSearch" + suffix, "retrain": "nnUNetTrainerSCNASRetrain" + suffix,
-            "random": f"nnUNetTrainerSCNASRetrain{suffix}Random", "stock": "nnUNetTrainer" + suffix,
-            "epochs": 10 if device == "cpu" else 40}
+            "random": f"nnUNetTrainerSCNASRetrain{suffix}Random", "stock": "nnUNetTrainer" + suffix}
 
 
 def _random_genotype_path(work: str) -> str:
@@ -75,6 +74,8 @@ def _stages(work: str, s: dict) -> list[Stage]:
     # needs at least one worker, so only here)
     in_process = {"nnUNet_n_proc_DA": "0"}
     cpu = s["device"] == "cpu"
+    from ..trainers import demo as demo_trainers
+    epochs = {key: getattr(demo_trainers, s[key]).epochs for key in ("search", "retrain", "random", "stock")}
     stages = [
         Stage("dataset", f"generate {s['num_cases']} + {s['num_test']} synthetic 4-channel cases", None, 0, 10),
         Stage("plan", "nnUNetv2_plan_and_preprocess (fingerprint, plans, preprocessing)",
@@ -83,18 +84,18 @@ def _stages(work: str, s: dict) -> list[Stage]:
         Stage("plan_scnas", "nnUNetv2_plan_scnas (patch a multiple of 8, memory-checked batch)",
               [_tool("nnUNetv2_plan_scnas"), "-d", str(DATASET_ID)], 0, 15),
         Stage("search", f"architecture search ({s['search']})",
-              train + ["-tr", s["search"], "-p", SCNAS_PLANS] + dev, 3 if cpu else 20, 180 if cpu else 1800,
+              train + ["-tr", s["search"], "-p", SCNAS_PLANS] + dev, epochs["search"], 180 if cpu else 1800,
               in_process),
         Stage("retrain", f"retrain the found genotype from scratch ({s['retrain']})",
-              train + ["-tr", s["retrain"], "-p", SCNAS_PLANS] + dev, s["epochs"], 150 if cpu else 3600,
+              train + ["-tr", s["retrain"], "-p", SCNAS_PLANS] + dev, epochs["retrain"], 150 if cpu else 3600,
               in_process),
         Stage("random_genotype", "draw a random genotype of the searched one's parameters and FLOPs "
               "(nnunet_scnas random-genotype --match)", None, 0, 20),
         Stage("retrain_random", f"retrain that random genotype, same budget: the control ({s['random']})",
-              train + ["-tr", s["random"], "-p", SCNAS_PLANS] + dev, s["epochs"], 150 if cpu else 3600,
+              train + ["-tr", s["random"], "-p", SCNAS_PLANS] + dev, epochs["random"], 150 if cpu else 3600,
               {**in_process, "SCNAS_GENOTYPE": _random_genotype_path(work)}),
         Stage("stock", f"stock nnU-Net, same fold and budget ({s['stock']})",
-              train + ["-tr", s["stock"]] + dev, s["epochs"], 150 if cpu else 3600, in_process),
+              train + ["-tr", s["stock"]] + dev, epochs["stock"], 150 if cpu else 3600, in_process),
     ]
     for key, trainer, plans in _models(s):
         out = os.path.join(work, "predictions", key)
@@ -125,6 +126,7 @@ def _draw_random_genotype(work: str, settings: dict) -> None:
     from nnunetv2.utilities.file_path_utilities import get_output_folder
 
     from ..genotypes import Genotype
+    from ..recipe import RETRAIN
     from ..trainers import demo as demo_trainers
     from .cost import matched_random_genotype
     with _nnunet_folders(work):
@@ -132,7 +134,6 @@ def _draw_random_genotype(work: str, settings: dict) -> None:
                                 "genotype.json")
     with open(os.path.join(work, "nnUNet_preprocessed", DATASET_NAME, f"{SCNAS_PLANS}.json")) as f:
         patch = json.load(f)["configurations"][CONFIG]["patch_size"]
-    from ..recipe import RETRAIN
     stem = getattr(demo_trainers, settings["retrain"]).stem or RETRAIN.stem_channels
     genotype, draws = matched_random_genotype(Genotype.load(searched), settings["seed"], stem, [4, *patch], 3)
     genotype.save(_random_genotype_path(work))
