@@ -18,6 +18,7 @@ lines are a per-op profile (torch.profiler) of the default configuration and
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -29,23 +30,28 @@ from torch import nn
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def stock_unet(in_ch: int, classes: int, base: int) -> nn.Module:
-    """nnU-Net's 3d_fullres network for hippocampus (4 stages, 2 convs each), ``base`` features first."""
+def stock_unet(in_ch: int, classes: int, base: int, patch=(40, 56, 40)) -> nn.Module:
+    """nnU-Net's 3d_fullres PlainConvUNet, ``base`` features first (at most 320), 2 convs per stage,
+    pooling while the coarsest map keeps >= 4 voxels per axis, at most 5 times, as nnU-Net plans
+    an isotropic patch: 4 stages for hippocampus' 40x56x40, 6 for 128^3."""
     from dynamic_network_architectures.architectures.unet import PlainConvUNet
     from dynamic_network_architectures.initialization.weight_init import InitWeights_He
-    net = PlainConvUNet(in_ch, 4, [min(base * 2 ** i, 320) for i in range(4)], nn.Conv3d, 3,
-                        [[1, 1, 1]] + [[2, 2, 2]] * 3, [2, 2, 2, 2], classes, [2, 2, 2], True,
+    n = 1
+    while n < 6 and min(patch) // 2 ** n >= 4:
+        n += 1
+    net = PlainConvUNet(in_ch, n, [min(base * 2 ** i, 320) for i in range(n)], nn.Conv3d, 3,
+                        [[1, 1, 1]] + [[2, 2, 2]] * (n - 1), [2] * n, classes, [2] * (n - 1), True,
                         nn.InstanceNorm3d, {"eps": 1e-5, "affine": True}, None, None,
                         nn.LeakyReLU, {"inplace": True}, deep_supervision=True)
     net.apply(InitWeights_He(1e-2))
     return net
 
 
-def genotypes(example: str) -> dict:
+def genotypes(example: str, names: list[str] | None = None) -> dict:
     from nnunet_scnas import CELL_TYPES, Genotype
     sep = ("sep_dil_conv_3x3x3_r2", "sep_dil_conv_3x3x3_r3", "sep_dil_conv_3x3x3_r4")
     pools = ("max_pool_3x3x3", "avg_pool_3x3x3", "identity", "conv_3x3x3")
-    return {
+    found = {
         "all_conv": Genotype({t: ("conv_3x3x3",) * 14 for t in CELL_TYPES}),
         "all_sep_dil": Genotype({t: tuple(sep[k % 3] for k in range(14)) for t in CELL_TYPES}),
         "pooling_heavy": Genotype({t: tuple(pools[k % 4] for k in range(14)) for t in CELL_TYPES}),
@@ -53,6 +59,7 @@ def genotypes(example: str) -> dict:
         "random1": Genotype.random(1),
         "random2": Genotype.random(2),
     }
+    return {k: v for k, v in found.items() if names is None or k in names}
 
 
 def nnunet_loss(num_outputs: int) -> nn.Module:
@@ -115,6 +122,12 @@ def main() -> None:
     p.add_argument("--classes", type=int, default=3)
     p.add_argument("--stems", type=int, nargs="+", default=[8, 16])
     p.add_argument("--genotype", default=os.path.join(REPO, "docs", "example_genotype.json"))
+    p.add_argument("--genotypes", nargs="+", default=None,
+                   help="subset of all_conv all_sep_dil pooling_heavy example random1 random2 (default: all)")
+    p.add_argument("--stock-base", type=int, default=None,
+                   help="stock nnU-Net's first-stage features (default: matched to the example's FLOPs)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="also time both networks with channels_last_3d weights and input (the CPU does so by itself)")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd networks")
     p.add_argument("--no-profile", action="store_true")
@@ -123,31 +136,44 @@ def main() -> None:
     from nnunet_scnas.tools.cost import count_flops
     torch.manual_seed(0)
     dev = torch.device(a.device)
+    torch.backends.cudnn.benchmark = True  # as nnU-Net's training runs
     patch = [int(v) for v in a.patch.split(",")]
     shape = [a.batch, a.channels, *patch]
     x = torch.randn(*shape, device=dev)
     ys = targets(shape, a.classes, 3, dev)
+    names = a.genotypes or None
+    if names is not None and "example" not in names:
+        raise SystemExit("--genotypes must include 'example' (the ratio line compares it with stock nnU-Net)")
     configs = []  # (name, stem, net, optimizer, flops)
+    unit = [1, *shape[1:]]
     for stem in a.stems:
-        for gname, g in genotypes(a.genotype).items():
+        for gname, g in genotypes(a.genotype, names).items():
             net = SCNASNetwork(a.channels, a.classes, g, stem_channels=stem).to(dev).train()
             net.apply(net.initialize)
-            flops = count_flops(SCNASNetwork(a.channels, a.classes, g, stem, deep_supervision=False), [1, *shape[1:]])
-            configs.append((f"scnas {gname}", stem, net, torch.optim.Adam(net.parameters(), 3e-3), flops))
+            flops = count_flops(SCNASNetwork(a.channels, a.classes, g, stem, deep_supervision=False), unit)
+            configs.append((f"scnas {gname}", stem, net, flops))
             if gname == "example":
-                cand = {b: count_flops(_eval(stock_unet(a.channels, a.classes, b)), [1, *shape[1:]]) for b in range(2, 33)}
+                bases = [a.stock_base] if a.stock_base else range(2, 33)
+                cand = {b: count_flops(_eval(stock_unet(a.channels, a.classes, b, patch)), unit) for b in bases}
                 base = min(cand, key=lambda b: abs(cand[b] - flops))
-                stock = stock_unet(a.channels, a.classes, base).to(dev).train()
-                configs.append((f"stock base {base}", stem, stock, torch.optim.SGD(
-                    stock.parameters(), 1e-2, momentum=0.99, nesterov=True, weight_decay=3e-5), cand[base]))
-    variants = [(n, s, net, opt, f, False) for n, s, net, opt, f in configs]
+                configs.append((f"stock base {base}", stem, stock_unet(a.channels, a.classes, base, patch).to(dev).train(),
+                                cand[base]))
+    if a.channels_last:
+        configs += [(n + " CL", s, copy.deepcopy(net).to(memory_format=torch.channels_last_3d), f)
+                    for n, s, net, f in configs]
+    variants = [(n, s, net, f) for n, s, net, f in configs]
     if a.compile:
-        variants += [(n + " compiled", s, torch.compile(net), opt, f, True) for n, s, net, opt, f in configs]
+        variants += [(n + " compiled", s, torch.compile(net), f) for n, s, net, f in configs]
     steps = {}
-    for v in variants:
-        name, stem, net, opt, flops, _ = v
-        steps[(name, stem)] = make_step(net, opt, nnunet_loss(3), x, ys, a.amp)
+    for name, stem, net, flops in variants:
+        params = list(net.parameters())
+        opt = (torch.optim.SGD(params, 1e-2, momentum=0.99, nesterov=True, weight_decay=3e-5)
+               if name.startswith("stock") else torch.optim.Adam(params, 3e-3))
+        xx = x.contiguous(memory_format=torch.channels_last_3d) if name.endswith(("CL", "CL compiled")) else x
+        steps[(name, stem)] = make_step(net, opt, nnunet_loss(3), xx, ys, a.amp)
+        t0 = time.perf_counter()
         steps[(name, stem)]()  # warm-up (and compilation)
+        print(f"warm-up {name} stem {stem}: {time.perf_counter() - t0:.1f} s", flush=True)
     times = {k: [] for k in steps}
     for _ in range(a.reps):  # alternating: every configuration once per round
         for k, step in steps.items():
@@ -155,12 +181,12 @@ def main() -> None:
     print(f"device {a.device}, threads {torch.get_num_threads()}, batch {a.batch} x {a.channels} x "
           f"{'x'.join(map(str, patch))}, median of {a.reps}")
     print(f"{'network':32s} {'stem':>4s} {'GFLOPs/patch':>12s} {'s/step':>8s} {'s per GFLOP':>11s}")
-    flops_of = {(n, s): f for n, s, _, _, f, _ in variants}
+    flops_of = {(n, s): f for n, s, _, f in variants}
     for k, ts in times.items():
         med = statistics.median(ts)
         print(f"{k[0]:32s} {k[1]:4d} {flops_of[k] / 1e9:12.3f} {med:8.3f} {med / (flops_of[k] / 1e9):11.3f}")
     stem0 = a.stems[0]
-    stock_key = next(k for k in times if k[0].startswith("stock") and k[1] == stem0 and "compiled" not in k[0])
+    stock_key = next(k for k in times if k[0].startswith("stock") and k[1] == stem0 and " " not in k[0][11:])
     scnas_key = ("scnas example", stem0)
     if not a.no_profile:
         from torch.profiler import ProfilerActivity, profile
@@ -169,7 +195,13 @@ def main() -> None:
             with profile(activities=acts) as prof:
                 steps[key]()
             print(f"\nprofile of one step: {key[0]}, stem {key[1]}")
-            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+            sort = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+            print(prof.key_averages().table(sort_by=sort, row_limit=12))
+    for suffix in ("", " CL", " compiled", " CL compiled"):  # like against like, where timed
+        pair = ((scnas_key[0] + suffix, stem0), (stock_key[0] + suffix, stem0))
+        if suffix and all(k in times for k in pair):
+            t = statistics.median(times[pair[0]]) / statistics.median(times[pair[1]])
+            print(f"train_step scnas/stock{suffix.replace(' ', '_')} time={t:.2f}")
     t = statistics.median(times[scnas_key]) / statistics.median(times[stock_key])
     f = flops_of[scnas_key] / flops_of[stock_key]
     print(f"train_step scnas/stock time={t:.2f} flops={f:.2f}")

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .genotypes import EDGES, N_INPUTS, N_NODES
-from .operations import OPS, ZERO_INDEX, Conv3d, LeakyReLU, PreActivatedOp, leaky_relu, make_op
+from .operations import OPS, ZERO_INDEX, Conv3d, InstanceNorm3d, LeakyReLU, PreActivatedOp, leaky_relu, make_op
 
 # how a cell type moves the resolution: output level = input level + LEVEL_STEP
 LEVEL_STEP = {"enc_normal": 0, "reduction": 1, "dec_normal": 0, "expansion": -1}
@@ -35,7 +35,7 @@ class Preprocess(PreActivatedOp):
             conv = nn.ConvTranspose3d(c_in, c_out, 2, stride=2, bias=False)
         else:
             raise ValueError(f"a cell input can move at most one level, got {shift}")
-        super().__init__(LeakyReLU(), conv, nn.InstanceNorm3d(c_out, affine=True))
+        super().__init__(LeakyReLU(), conv, InstanceNorm3d(c_out))
 
 
 class NodeInput:

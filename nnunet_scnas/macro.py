@@ -22,7 +22,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .cells import LEVEL_STEP, _Cell
 from .genotypes import CELL_TYPES
-from .operations import NEGATIVE_SLOPE, Conv3d, LeakyReLU
+from .operations import NEGATIVE_SLOPE, Conv3d, InstanceNorm3d, LeakyReLU, cpu_training
 
 N_DOWNSAMPLINGS = 3
 DIVISOR = 2 ** N_DOWNSAMPLINGS
@@ -33,7 +33,8 @@ STRIDES: list[list[int]] = [[1, 1, 1]] + [[2, 2, 2]] * N_DOWNSAMPLINGS
 CellFactory = Callable[[str, int, int, int, int, int], _Cell]
 
 
-MIN_SIZE = 3 * DIVISOR  # the coarsest level must hold a 3x3x3 pooling window
+MIN_SIZE = 3 * DIVISOR
+CHANNELS_LAST = torch.channels_last_3d  # the coarsest level must hold a 3x3x3 pooling window
 
 
 def check_spatial_size(shape: Sequence[int]) -> None:
@@ -83,7 +84,7 @@ class CellUNet(AbstractDynamicNetworkArchitectures):
         self.input_channels, self.num_classes, self.stem_channels = input_channels, num_classes, stem_channels
         self.checkpoint_cells = checkpoint_cells
         self.stem = nn.Sequential(Conv3d(input_channels, stem_channels, 3, padding=1, bias=False),
-                                  nn.InstanceNorm3d(stem_channels, affine=True))
+                                  InstanceNorm3d(stem_channels))
         levels, widths = [0], [stem_channels]  # per output o_0 (stem) .. o_12
         cells = []
         for n, cell_type in enumerate(CELL_SEQUENCE, start=1):
@@ -115,8 +116,21 @@ class CellUNet(AbstractDynamicNetworkArchitectures):
             return checkpoint(cell, s0, s1, *args, use_reentrant=False)
         return cell(s0, s1, *args)
 
+    def _training_layout(self, x: torch.Tensor) -> torch.Tensor:
+        """CPU training runs channels-last (``channels_last_3d``), weights and input: oneDNN's
+        kernels for a cell's narrow convs, depthwise ones most, are several times faster in that
+        layout, forward and backward (docs/BENCHMARKS.md, section 8). The weights are converted
+        in place on first use, so optimisers keep their parameters. Inference keeps the exact
+        kernels of ``cpu_inference.py``; CUDA keeps cuDNN's default layout."""
+        if not cpu_training(x):
+            return x
+        if any(p.dim() == 5 and not p.is_contiguous(memory_format=CHANNELS_LAST) for p in self.parameters()):
+            self.to(memory_format=CHANNELS_LAST)
+        return x.contiguous(memory_format=CHANNELS_LAST)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         check_spatial_size(x.shape[2:])
+        x = self._training_layout(x)
         args = self.edge_arguments()
         outs: list[torch.Tensor | None] = [self.stem(x)]  # raw outputs o_0, o_1, ...
         activated: dict[int, torch.Tensor] = {}

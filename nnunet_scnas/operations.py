@@ -65,8 +65,32 @@ class LeakyReLU(nn.LeakyReLU):
         return leaky_relu(x)
 
 
-def _norm(channels: int) -> nn.Module:
-    return nn.InstanceNorm3d(channels, eps=1e-5, affine=True)
+#: CPU training runs channels-last with GroupNorm kernels (below and ``CellUNet._training_layout``;
+#: docs/BENCHMARKS.md section 8). False gives the layout and kernels every other device runs: the
+#: tests compare both, and measure CUDA's saved tensors on the CPU that way.
+FAST_CPU_TRAINING = True
+
+
+def cpu_training(x: torch.Tensor) -> bool:
+    """True on the CPU when autograd records, unless ``FAST_CPU_TRAINING`` is off."""
+    return FAST_CPU_TRAINING and x.device.type == "cpu" and torch.is_grad_enabled()
+
+
+class InstanceNorm3d(nn.InstanceNorm3d):
+    """nnU-Net's affine InstanceNorm. In CPU training it runs as GroupNorm with one channel per
+    group, the same normalisation, whose CPU kernel is about twice as fast forward and backward,
+    and hands on channels-last, the layout of CPU training. ``scale`` multiplies the affine
+    (``PreActivatedOp.after_activation``)."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, eps=1e-5, affine=True)
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        weight, bias = (self.weight, self.bias) if scale is None else (self.weight * scale, self.bias * scale)
+        if cpu_training(x):
+            y = F.group_norm(x.contiguous(), x.shape[1], weight, bias, self.eps)
+            return y.contiguous(memory_format=torch.channels_last_3d)
+        return F.instance_norm(x, weight=weight, bias=bias, eps=self.eps)
 
 
 class PreActivatedOp(nn.Sequential):
@@ -80,9 +104,7 @@ class PreActivatedOp(nn.Sequential):
         *convs, norm = list(self)[1:]
         for module in convs:
             x_activated = module(x_activated)
-        if scale is None:
-            return norm(x_activated)
-        return F.instance_norm(x_activated, weight=norm.weight * scale, bias=norm.bias * scale, eps=norm.eps)
+        return norm(x_activated, scale)
 
 
 class Conv3d(nn.Conv3d):
@@ -101,7 +123,7 @@ class ConvOp(PreActivatedOp):
         super().__init__(
             LeakyReLU(),
             Conv3d(channels, channels, 3, stride, padding=1, bias=False),
-            _norm(channels),
+            InstanceNorm3d(channels),
         )
 
 
@@ -126,7 +148,7 @@ class SepDilConvOp(PreActivatedOp):
             LeakyReLU(),
             DilatedDepthwiseConv3d(channels, stride, dilation),
             Conv3d(channels, channels, 1, bias=False),
-            _norm(channels),
+            InstanceNorm3d(channels),
         )
 
 

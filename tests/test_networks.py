@@ -208,3 +208,43 @@ def test_cost_with_every_op_is_exact(stem, spatial):
     flops, params = _cost_by_hand(cells, 2, stem, 5, spatial, False)
     assert count_flops(net, (1, 2, *spatial)) == flops
     assert count_parameters(net) == params
+
+
+def _every_op_genotype() -> Genotype:
+    ops = [o for o in OPS if o != "zero"]
+    return Genotype({t: tuple(ops[(k + i) % len(ops)] for k in range(14)) for i, t in enumerate(CELL_TYPES)})
+
+
+@pytest.mark.parametrize("supernet", [False, True])
+def test_fast_cpu_training_matches_the_plain_kernels(monkeypatch, supernet):
+    """Channels-last with GroupNorm (CPU training) computes what the layout and kernels of every
+    other device compute: outputs, input gradient and every parameter's gradient agree."""
+    from nnunet_scnas import operations
+    torch.manual_seed(0)
+    if supernet:
+        net = SearchNetwork(2, 3, 8).train()
+        net.fixed_weights = {t: torch.softmax(torch.randn(14, len(OPS)), -1) for t in CELL_TYPES}
+    else:
+        net = SCNASNetwork(2, 3, _every_op_genotype(), 8).train()
+    x = torch.randn(2, 2, 24, 32, 24)
+    results = []
+    for fast in (False, True):
+        monkeypatch.setattr(operations, "FAST_CPU_TRAINING", fast)
+        net.zero_grad()
+        xi = x.clone().requires_grad_()
+        outs = net(xi)
+        sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs).backward()
+        assert all(o.is_contiguous(memory_format=torch.channels_last_3d) == fast for o in outs[:1])
+        results.append(([o.detach() for o in outs], xi.grad, {n: p.grad.clone() for n, p in net.named_parameters()
+                                                            if p.grad is not None}))
+    (o0, g0, p0), (o1, g1, p1) = results
+
+    def close(fast, plain, what):  # float32 sums in another order: relative to the tensor's scale
+        err = (fast - plain).abs().max() / plain.abs().max()
+        assert err < 1e-3, f"{what}: relative error {err:.2e}"
+    for k, (a, b) in enumerate(zip(o0, o1)):
+        close(b, a, f"output {k}")
+    close(g1, g0, "input gradient")
+    assert p0.keys() == p1.keys() and len(p0) > 50
+    for n in p0:
+        close(p1[n], p0[n], n)

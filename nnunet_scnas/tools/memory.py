@@ -44,6 +44,8 @@ def estimate_training_memory(model: nn.Module, input_shape: Sequence[int], bytes
     def leaf_hook(cell: str | None):
         def hook(module, args, output):
             nonlocal outside
+            if len(args) > 1 and args[1] is not None:  # a norm that folds the supernet's edge weight
+                return  # into its affine: its output only feeds the weighted sum, nothing keeps it
             n = output.numel() if isinstance(output, torch.Tensor) else 0
             if cell is None:
                 outside += n
