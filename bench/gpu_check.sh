@@ -2,6 +2,7 @@
 # GPU checks, run through the device tool (one H200, ~15 device-minutes a session).
 #
 #   bash bench/gpu_check.sh            # issue 13: training step, SCNAS vs stock nnU-Net (~6 min)
+#   bash bench/gpu_check.sh levers     # issue 13: GPU kernels and levers (bench/gpu_levers.py, ~1.5 min)
 #   bash bench/gpu_check.sh memory     # issue 5: search-step memory (~7 min; see docs/BENCHMARKS.md)
 #
 # The device image has torch but not nnU-Net; carry nnunetv2 and dynamic-network-architectures
@@ -24,6 +25,10 @@ if [ "${1:-train_step}" = train_step ]; then
     2>&1 | tee "$OUT/train_step_layouts.txt"
   # ... and compiled, as nnU-Net trains on a GPU (both trainers compile by default there)
   timeout 240 $T --genotypes example --compile --reps 5 2>&1 | tee "$OUT/train_step_compiled.txt"
+  exit 0
+fi
+if [ "$1" = levers ]; then
+  timeout 240 "$PY" bench/gpu_levers.py 2>&1 | tee "$OUT/gpu_levers.txt"
   exit 0
 fi
 

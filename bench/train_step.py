@@ -3,12 +3,15 @@
 A step is forward, nnU-Net's loss (Dice + CE under its deep-supervision wrapper, its weights),
 backward and the optimiser step (SCNAS: Adam; stock: nnU-Net's SGD). Both networks get the same
 patch and batch; stock nnU-Net's width is chosen so that its FLOPs per patch match the SCNAS
-network's (features 2b..16b of nnU-Net's hippocampus plans, b searched). Configurations are timed
-alternately in one run, so both see the same machine load; each figure is the median of --reps.
+network's (features b, 2b, ... capped at 320, b searched; ``--stock-base`` fixes b instead, e.g.
+32 for nnU-Net's own widths). Configurations are timed alternately in one run, so both see the
+same machine load; each figure is the median of --reps. On the CPU the SCNAS networks train
+channels-last by themselves (``CellUNet._training_layout``); ``--channels-last`` also times every
+network with channels-last weights and input, stock nnU-Net included.
 
     python bench/train_step.py                       # CPU: hippocampus patch 40x56x40, batch 2, stems 8 and 16
     python bench/train_step.py --compile             # also with torch.compile
-    python bench/train_step.py --device cuda --amp --patch 128,128,128 --stems 68 --channels 4
+    python bench/train_step.py --device cuda --amp --patch 128,128,128 --channels 4 --classes 4 --stems 68 --stock-base 32
 
 Genotypes span the op mix: all 3x3x3 conv, all separable dilated, pooling-heavy, the example
 genotype (docs/example_genotype.json, or --genotype FILE) and two uniform random ones. The last
@@ -144,7 +147,8 @@ def main() -> None:
     names = a.genotypes or None
     if names is not None and "example" not in names:
         raise SystemExit("--genotypes must include 'example' (the ratio line compares it with stock nnU-Net)")
-    configs = []  # (name, stem, net, optimizer, flops)
+    configs = []  # (name, stem, net, flops)
+    stock_name = {}  # stem -> name of its stock network
     unit = [1, *shape[1:]]
     for stem in a.stems:
         for gname, g in genotypes(a.genotype, names).items():
@@ -156,7 +160,8 @@ def main() -> None:
                 bases = [a.stock_base] if a.stock_base else range(2, 33)
                 cand = {b: count_flops(_eval(stock_unet(a.channels, a.classes, b, patch)), unit) for b in bases}
                 base = min(cand, key=lambda b: abs(cand[b] - flops))
-                configs.append((f"stock base {base}", stem, stock_unet(a.channels, a.classes, base, patch).to(dev).train(),
+                stock_name[stem] = f"stock base {base}"
+                configs.append((stock_name[stem], stem, stock_unet(a.channels, a.classes, base, patch).to(dev).train(),
                                 cand[base]))
     if a.channels_last:
         configs += [(n + " CL", s, copy.deepcopy(net).to(memory_format=torch.channels_last_3d), f)
@@ -186,7 +191,7 @@ def main() -> None:
         med = statistics.median(ts)
         print(f"{k[0]:32s} {k[1]:4d} {flops_of[k] / 1e9:12.3f} {med:8.3f} {med / (flops_of[k] / 1e9):11.3f}")
     stem0 = a.stems[0]
-    stock_key = next(k for k in times if k[0].startswith("stock") and k[1] == stem0 and " " not in k[0][11:])
+    stock_key = next(k for k in times if k[0] == stock_name[stem0] and k[1] == stem0)
     scnas_key = ("scnas example", stem0)
     if not a.no_profile:
         from torch.profiler import ProfilerActivity, profile

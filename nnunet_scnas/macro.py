@@ -33,8 +33,8 @@ STRIDES: list[list[int]] = [[1, 1, 1]] + [[2, 2, 2]] * N_DOWNSAMPLINGS
 CellFactory = Callable[[str, int, int, int, int, int], _Cell]
 
 
-MIN_SIZE = 3 * DIVISOR
-CHANNELS_LAST = torch.channels_last_3d  # the coarsest level must hold a 3x3x3 pooling window
+MIN_SIZE = 3 * DIVISOR  # the coarsest level must hold a 3x3x3 pooling window
+CHANNELS_LAST = torch.channels_last_3d
 
 
 def check_spatial_size(shape: Sequence[int]) -> None:
@@ -116,17 +116,20 @@ class CellUNet(AbstractDynamicNetworkArchitectures):
             return checkpoint(cell, s0, s1, *args, use_reentrant=False)
         return cell(s0, s1, *args)
 
+    @torch.compiler.disable  # a layout switch, not part of the graph
     def _training_layout(self, x: torch.Tensor) -> torch.Tensor:
         """CPU training runs channels-last (``channels_last_3d``), weights and input: oneDNN's
         kernels for a cell's narrow convs, depthwise ones most, are several times faster in that
-        layout, forward and backward (docs/BENCHMARKS.md, section 8). The weights are converted
-        in place on first use, so optimisers keep their parameters. Inference keeps the exact
-        kernels of ``cpu_inference.py``; CUDA keeps cuDNN's default layout."""
-        if not cpu_training(x):
+        layout, forward and backward (docs/BENCHMARKS.md, section 7). CPU inference (no grad)
+        runs the default layout, which the kernels of ``cpu_inference.py`` are made for. The
+        weights are converted in place when the mode changes (cheap: they are small), so
+        optimisers keep their parameters. CUDA keeps cuDNN's default layout."""
+        if x.device.type != "cpu":
             return x
-        if any(p.dim() == 5 and not p.is_contiguous(memory_format=CHANNELS_LAST) for p in self.parameters()):
-            self.to(memory_format=CHANNELS_LAST)
-        return x.contiguous(memory_format=CHANNELS_LAST)
+        layout = CHANNELS_LAST if cpu_training(x) else torch.contiguous_format
+        if any(p.dim() == 5 and not p.is_contiguous(memory_format=layout) for p in self.parameters()):
+            self.to(memory_format=layout)
+        return x.contiguous(memory_format=layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         check_spatial_size(x.shape[2:])

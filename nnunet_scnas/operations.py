@@ -66,19 +66,20 @@ class LeakyReLU(nn.LeakyReLU):
 
 
 #: CPU training runs channels-last with GroupNorm kernels (below and ``CellUNet._training_layout``;
-#: docs/BENCHMARKS.md section 8). False gives the layout and kernels every other device runs: the
+#: docs/BENCHMARKS.md section 7). False gives the layout and kernels every other device runs: the
 #: tests compare both, and measure CUDA's saved tensors on the CPU that way.
 FAST_CPU_TRAINING = True
 
 
 def cpu_training(x: torch.Tensor) -> bool:
-    """True on the CPU when autograd records, unless ``FAST_CPU_TRAINING`` is off."""
+    """True on the CPU in grad mode, unless ``FAST_CPU_TRAINING`` is off."""
     return FAST_CPU_TRAINING and x.device.type == "cpu" and torch.is_grad_enabled()
 
 
 class InstanceNorm3d(nn.InstanceNorm3d):
     """nnU-Net's affine InstanceNorm. In CPU training it runs as GroupNorm with one channel per
-    group, the same normalisation, whose CPU kernel is about twice as fast forward and backward,
+    group, the same normalisation, whose CPU kernel is about twice as fast forward and backward
+    in the default layout (and slower than InstanceNorm's in channels-last: hence the copy in),
     and hands on channels-last, the layout of CPU training. ``scale`` multiplies the affine
     (``PreActivatedOp.after_activation``)."""
 
@@ -127,8 +128,24 @@ class ConvOp(PreActivatedOp):
         )
 
 
+#: on CUDA, depthwise convs up to this many channels run as dense convs (``diagonal_weight``):
+#: measured faster at 17 and 34 channels, slower at 68 (H200, float16; docs/BENCHMARKS.md, section 7)
+DENSE_DEPTHWISE_MAX_CHANNELS = 40
+
+
+def diagonal_weight(weight: torch.Tensor) -> torch.Tensor:
+    """A (C, 1, k, k, k) depthwise weight as the (C, C, k, k, k) dense weight that has it on the
+    diagonal: the dense conv computes the same sums plus products with zeros. PyTorch runs 3D
+    depthwise convs on CUDA with its own kernels, not cuDNN's; for narrow nodes cuDNN's dense
+    kernels are faster despite the C-fold FLOPs (docs/BENCHMARKS.md, section 7). In float32
+    they use TF32 where PyTorch lets cuDNN do so (its default), as every other conv does."""
+    eye = torch.eye(weight.shape[0], device=weight.device, dtype=weight.dtype)
+    return weight.transpose(0, 1) * eye[:, :, None, None, None]
+
+
 class DilatedDepthwiseConv3d(Conv3d):
-    """Depthwise dilated 3x3x3 conv (padding = dilation, no bias); fast kernel for CPU inference."""
+    """Depthwise dilated 3x3x3 conv (padding = dilation, no bias); fast kernel for CPU inference,
+    a dense conv with a diagonal weight for narrow nodes on CUDA."""
 
     def __init__(self, channels: int, stride: int, dilation: int):
         super().__init__(channels, channels, 3, stride, padding=dilation, dilation=dilation,
@@ -137,6 +154,8 @@ class DilatedDepthwiseConv3d(Conv3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride[0] == 1 and use_cpu_inference_kernels(x, self.weight):
             return dilated_depthwise_conv3x3x3(x, self.weight, self.dilation[0])
+        if x.is_cuda and self.in_channels <= DENSE_DEPTHWISE_MAX_CHANNELS:
+            return F.conv3d(x, diagonal_weight(self.weight), None, self.stride, self.padding, self.dilation)
         return super().forward(x)
 
 

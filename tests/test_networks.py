@@ -234,7 +234,7 @@ def test_fast_cpu_training_matches_the_plain_kernels(monkeypatch, supernet):
         xi = x.clone().requires_grad_()
         outs = net(xi)
         sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs).backward()
-        assert all(o.is_contiguous(memory_format=torch.channels_last_3d) == fast for o in outs[:1])
+        assert outs[0].is_contiguous(memory_format=torch.channels_last_3d) == fast
         results.append(([o.detach() for o in outs], xi.grad, {n: p.grad.clone() for n, p in net.named_parameters()
                                                             if p.grad is not None}))
     (o0, g0, p0), (o1, g1, p1) = results
@@ -248,3 +248,28 @@ def test_fast_cpu_training_matches_the_plain_kernels(monkeypatch, supernet):
     assert p0.keys() == p1.keys() and len(p0) > 50
     for n in p0:
         close(p1[n], p0[n], n)
+    # inference after CPU training runs the default layout again, with the same result as a copy
+    # that never trained
+    copy = (SearchNetwork(2, 3, 8) if supernet else SCNASNetwork(2, 3, _every_op_genotype(), 8)).eval()
+    copy.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        assert torch.equal(net.eval()(x)[0], copy(x)[0])
+    assert all(p.is_contiguous() for p in net.parameters())
+
+
+@pytest.mark.parametrize("stride, dilation", [(1, 2), (1, 4), (2, 3)])
+def test_diagonal_weight_dense_conv_is_the_depthwise_conv_with_its_gradients(stride, dilation):
+    """CUDA runs narrow depthwise convs as dense convs with ``diagonal_weight``: same output, same
+    gradients for input and weight (checked here on the CPU, where the arithmetic is the same)."""
+    from nnunet_scnas.operations import diagonal_weight
+    import torch.nn.functional as F
+    x = torch.randn(2, 6, 9, 10, 11, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 1, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    g = torch.randn_like(F.conv3d(x, w, None, stride, dilation, dilation, 6))
+    grads = []
+    for dense in (False, True):
+        y = (F.conv3d(x, diagonal_weight(w), None, stride, dilation, dilation) if dense
+             else F.conv3d(x, w, None, stride, dilation, dilation, 6))
+        grads.append((y.detach(), *torch.autograd.grad(y, (x, w), g)))
+    for ref, got in zip(*grads):
+        torch.testing.assert_close(got, ref)

@@ -160,3 +160,27 @@ def test_fold_too_small_for_the_4_to_1_split_says_so(results):
         trainer._weight_arch_split([f"c{i}" for i in range(4)])
     weights, arch = trainer._weight_arch_split([f"c{i}" for i in range(5)])
     assert len(weights) == 4 and len(arch) == 1
+
+
+def test_wall_time_budget_stops_before_the_epoch_that_would_end_past_it(results, tmp_path, monkeypatch):
+    from nnunet_scnas.trainers.common import _StopTraining
+    path = tmp_path / "g.json"
+    _genotype().save(path)
+    monkeypatch.setenv("SCNAS_GENOTYPE", str(path))
+    trainer = nnUNetTrainerSCNASRetrain(_plans(), "3d_fullres", 0, DATASET, torch.device("cpu"))
+    trainer.optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], 3e-4)
+    for epoch in range(3):  # three epochs of 10 s, 2 s of checkpointing after each but the last
+        trainer.logger.log("epoch_start_timestamps", 12.0 * epoch, epoch)
+        trainer.logger.log("epoch_end_timestamps", 12.0 * epoch + 10, epoch)
+    trainer.current_epoch = 3
+    assert trainer.training_seconds() == 34
+    monkeypatch.setenv("SCNAS_WALL_TIME", "46")  # a fourth epoch of the mean length ends at 45.3: it runs
+    trainer.on_epoch_start()
+    trainer.current_epoch = 3
+    monkeypatch.setenv("SCNAS_WALL_TIME", "45")  # it would end past 45: stop
+    with pytest.raises(_StopTraining):
+        trainer.on_epoch_start()
+    monkeypatch.setenv("SCNAS_WALL_TIME", "soon")  # refused when the trainer is made, in one line
+    with pytest.raises(SCNASUsageError, match="SCNAS_WALL_TIME must be a number of seconds") as info:
+        nnUNetTrainerSCNASRetrain(_plans(), "3d_fullres", 0, DATASET, torch.device("cpu"))
+    assert "\n" not in str(info.value.code)

@@ -45,6 +45,33 @@ class SCNASUsageError(SystemExit):
         super().__init__(f"SCNAS error: {message}")
 
 
+#: stop a training before the first epoch that would end past this many seconds of epochs
+WALL_TIME_ENV = "SCNAS_WALL_TIME"
+
+
+def wall_time_budget() -> float | None:
+    """``$SCNAS_WALL_TIME`` in seconds (None if unset): for comparisons at equal wall time."""
+    value = os.environ.get(WALL_TIME_ENV)
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise SCNASUsageError(f"{WALL_TIME_ENV} must be a number of seconds, got {value!r}") from None
+    if seconds <= 0:
+        raise SCNASUsageError(f"{WALL_TIME_ENV} must be positive, got {value!r}")
+    return seconds
+
+
+def epoch_seconds(starts: list[float], ends: list[float]) -> float:
+    """Seconds of the finished epochs: each from its start to the next one's (so that checkpoint
+    writes and plots count), the last to its end."""
+    n = len(ends)
+    if not n:
+        return 0.0
+    return float(sum(starts[k + 1] - starts[k] for k in range(n - 1)) + ends[n - 1] - starts[n - 1])
+
+
 class TrainLossPlateau(ReduceLROnPlateau):
     """lr x ``factor`` after ``patience`` epochs without a lower training loss (paper, Sec. 3).
 
@@ -86,6 +113,7 @@ class SCNASTrainerBase(nnUNetTrainer):
         self.weight_decay = 0.0  # the paper's Adam has none
         self.use_jaccard_loss = True
         self._check_patch_size()
+        wall_time_budget()  # a bad value fails here, in one line, before any set-up
 
     # -- network -------------------------------------------------------------------------
     def _check_patch_size(self) -> None:
@@ -148,7 +176,32 @@ class SCNASTrainerBase(nnUNetTrainer):
         if lr < self.min_lr:
             self.print_to_log_file(f"Stopping: learning rate {lr:.3g} is below {self.min_lr:g} (paper's criterion)")
             raise _StopTraining
+        if self._wall_time_is_up():
+            raise _StopTraining
         super().on_epoch_start()
+
+    def _wall_time_is_up(self) -> bool:
+        """Would another epoch end past ``$SCNAS_WALL_TIME``? Rank 0 decides for all ranks, so
+        that no rank stops while another waits for it in a gradient all-reduce."""
+        budget = wall_time_budget()
+        if budget is None or not self.current_epoch:
+            return False
+        spent = self.training_seconds()
+        stop = spent * (1 + 1 / self.current_epoch) > budget
+        if self.is_ddp:
+            flag = torch.tensor([float(stop)], device=self.device)
+            torch.distributed.broadcast(flag, src=0)
+            stop = bool(flag.item())
+        if stop:
+            self.print_to_log_file(f"Stopping: {WALL_TIME_ENV}={budget:g} s of training; {spent:.0f} s spent in "
+                                   f"{self.current_epoch} epochs, another would end past it")
+        return stop
+
+    def training_seconds(self) -> float:
+        """``epoch_seconds`` of nnU-Net's log, which checkpoints keep: a resumed run counts its
+        earlier epochs too."""
+        return epoch_seconds(self.logger.get_value("epoch_start_timestamps", step=None),
+                             self.logger.get_value("epoch_end_timestamps", step=None))
 
     def run_training(self) -> None:
         try:

@@ -1,10 +1,11 @@
 """Trainers of ``nnunet_scnas demo``: SCNAS and stock nnU-Net on one training budget.
 
 ``_demoCPU`` is sized for the whole demo to run in minutes on 2 CPU cores: search at stem 8,
-batch 1 (3 epochs of 8 bi-level iterations), then the retrained network and a random genotype of
-its cost at stem 8 and stock nnU-Net narrowed to 8 base features, each 10 epochs of 20 iterations,
-validation without test-time mirroring. Every training is seeded (``ShortBudget.seed``). ``_demoGPU`` keeps the paper's widths (search stem 48, retrain stem 68, nnU-Net as
-planned) on a short budget: search 20 x 100, both trainings 40 x 250 iterations.
+batch 1 (8 epochs of 12 bi-level iterations: 96 alpha steps), then the retrained network and a
+random genotype of its cost at stem 8 and stock nnU-Net narrowed to 8 base features, each 10 epochs
+of 20 iterations, validation without test-time mirroring. Every training is seeded
+(``ShortBudget.seed``). ``_demoGPU`` keeps the paper's widths (search stem 48, retrain stem 68,
+nnU-Net as planned) on a short budget: search 20 x 100, both trainings 40 x 250 iterations.
 Both budgets give SCNAS and nnU-Net the same iterations, batch size, validation and loss:
 nnU-Net's Dice + CE (BCE for regions) instead of the paper's Jaccard distance, which on budgets
 this short leaves small regions stuck (on empty patches its gradient vanishes). Measured times and
@@ -33,7 +34,7 @@ class nnUNetTrainerSCNASSearch_demoCPU(_CPU, nnUNetTrainerSCNASSearch):
     """Batch 1: a bi-level step of the supernet at batch 2 is too slow on a CPU (docs/BENCHMARKS.md).
     The search's own validation (of the derived sub-network) is on 2 of the fold's 5 cases: the
     comparison is made by the retrain and stock nnU-Net, on all of them."""
-    epochs, iterations, val_iterations, stem, arch_warmup, max_val_cases = 3, 8, 2, 8, 0, 2
+    epochs, iterations, val_iterations, stem, arch_warmup, max_val_cases = 8, 12, 2, 8, 0, 2
 
     def _set_batch_size_and_oversample(self) -> None:
         super()._set_batch_size_and_oversample()

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..genotypes import CELL_TYPES, EDGES
-from ..operations import OPS
+from ..operations import OPS, InstanceNorm3d
 
 
 def worst_case_two_op_weights() -> dict[str, torch.Tensor]:
@@ -44,8 +44,8 @@ def estimate_training_memory(model: nn.Module, input_shape: Sequence[int], bytes
     def leaf_hook(cell: str | None):
         def hook(module, args, output):
             nonlocal outside
-            if len(args) > 1 and args[1] is not None:  # a norm that folds the supernet's edge weight
-                return  # into its affine: its output only feeds the weighted sum, nothing keeps it
+            if isinstance(module, InstanceNorm3d) and len(args) > 1 and args[1] is not None:
+                return  # folds the supernet's edge weight into its affine: only the weighted sum reads it
             n = output.numel() if isinstance(output, torch.Tensor) else 0
             if cell is None:
                 outside += n

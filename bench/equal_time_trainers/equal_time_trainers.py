@@ -1,0 +1,45 @@
+"""Trainers of bench/hippocampus_equal_time.sh (found through nnUNet_extTrainer; the script sets it).
+
+Stock nnU-Net trains its recipe for 1000 iterations; its seconds of training epochs are the budget
+T that the SCNAS retrains get through ``SCNAS_WALL_TIME`` (they stop before the epoch that would
+end past it). Every training runs epochs of 20 iterations with 5 validation iterations, batch 2,
+and no test-time mirroring (8 passes per window are too slow on a CPU), so the budget buys the
+same kind of epochs for all.
+"""
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_scnas.trainers import nnUNetTrainerSCNASRetrain, nnUNetTrainerSCNASSearch
+from nnunet_scnas.trainers.budget import ShortBudget
+
+
+class nnUNetTrainer_et(ShortBudget, nnUNetTrainer):
+    """Stock nnU-Net, its recipe (SGD 1e-2 with poly decay, Dice + CE, its augmentation), 16-128
+    features (its hippocampus plans), 50 epochs x 20 iterations = 1000 iterations."""
+    epochs, iterations, val_iterations, seed, mirror_at_inference = 50, 20, 5, 0, False
+
+
+class nnUNetTrainerSCNASRetrain_etTransfer(ShortBudget, nnUNetTrainerSCNASRetrain):
+    """(a) A transferred genotype ($SCNAS_GENOTYPE), stem 16, Adam 3e-3 (the paper's 3e-4 is for
+    500 epochs) with the paper's plateau rule, nnU-Net's Dice + CE, until $SCNAS_WALL_TIME."""
+    search_trainer_name = None
+    epochs, iterations, val_iterations, stem, lr, nnunet_loss, seed = 10_000, 20, 5, 16, 3e-3, True, 0
+    mirror_at_inference = False
+
+
+class nnUNetTrainerSCNASSearch_et(ShortBudget, nnUNetTrainerSCNASSearch):
+    """(b) The search on this fold: stem 8, batch 1, 6 epochs of 20 bi-level iterations, the first
+    weights only (100 alpha steps, alpha's learning rate from the recipe's rule). The weights' Adam
+    at 3e-3: at this budget the paper's 0.025 with betas (0.1, 0.001) leaves the supernet predicting
+    background (docs/BENCHMARKS.md, section 6)."""
+    epochs, iterations, val_iterations, stem, arch_warmup, lr, nnunet_loss = 6, 20, 5, 8, 1, 3e-3, True
+    mirror_at_inference, max_val_cases = False, 5
+
+    def _set_batch_size_and_oversample(self) -> None:
+        super()._set_batch_size_and_oversample()
+        self.batch_size = 1
+
+
+class nnUNetTrainerSCNASRetrain_etSearched(nnUNetTrainerSCNASRetrain_etTransfer):
+    """(b) The genotype the search above found, retrained as (a), until $SCNAS_WALL_TIME = T minus
+    the search's seconds."""
+    search_trainer_name = "nnUNetTrainerSCNASSearch_et"
