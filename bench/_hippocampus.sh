@@ -1,6 +1,13 @@
-# Shared by the hippocampus benchmark scripts (sourced): logging, and the copy of the shared
-# MSD Task04 cases into the script's own nnUNet_raw plus a held-back folder, then nnU-Net's and
-# SCNAS's planning. Needs WORK SHARED NTRAIN PY BIN D NAME RAW nnUNet_preprocessed set.
+# Shared by the hippocampus benchmark scripts (sourced right after they set HERE): where the
+# data and Python are, logging, and the copy of the shared MSD Task04 cases into the script's
+# own nnUNet_raw plus a held-back folder, then nnU-Net's and SCNAS's planning
+# (prepare_hippocampus needs WORK D NAME RAW nnUNet_preprocessed set).
+REPO=$(dirname "$HERE")
+SHARED=${SHARED:-$REPO/../shared/data/Dataset004_Hippocampus}
+NTRAIN=${NTRAIN:-100}
+PY=${PYTHON:-python}
+BIN=$(dirname "$(command -v "$PY")")
+[ -d "$SHARED" ] || { echo "$(basename "$0" .sh): no data at $SHARED (set SHARED=...)" >&2; exit 1; }
 step() { echo "[$(date +%H:%M:%S)] $*"; }
 run() { local log=$WORK/logs/$1.txt; shift; step "$* (log: $log)"; "$@" >"$log" 2>&1 || { tail -20 "$log"; echo "FAILED: $*" >&2; exit 1; }; }
 

@@ -17,21 +17,15 @@
 #   DEMO_GENOTYPE=scnas_demo/nnUNet_results/.../genotype.json bash bench/hippocampus_budget.sh
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(dirname "$HERE")
-SHARED=${SHARED:-$REPO/../shared/data/Dataset004_Hippocampus}
+. "$HERE/_hippocampus.sh"  # REPO SHARED NTRAIN PY BIN, the data checked; step run prepare_hippocampus
 WORK=${WORK:-$PWD/hippocampus_budget}
 SCALE=${SCALE:-CPU}
-NTRAIN=${NTRAIN:-100}
 DEVICE=${DEVICE:-$([ "$SCALE" = GPU ] && echo cuda || echo cpu)}
-PY=${PYTHON:-python}
-BIN=$(dirname "$(command -v "$PY")")
-[ -d "$SHARED" ] || { echo "hippocampus_budget: no data at $SHARED (set SHARED=...)" >&2; exit 1; }
 export nnUNet_raw=$WORK/nnUNet_raw nnUNet_preprocessed=$WORK/nnUNet_preprocessed nnUNet_results=$WORK/nnUNet_results
 export nnUNet_extTrainer=$HERE/budget_trainers${nnUNet_extTrainer:+:$nnUNet_extTrainer}
 # one augmentation worker: on 2 cores more workers only fight the training's threads
 export nnUNet_n_proc_DA=${nnUNet_n_proc_DA:-1} nnUNet_def_n_proc=${nnUNet_def_n_proc:-2} PYTHONUNBUFFERED=1
 D=604; NAME=Dataset604_HippoBudget; RAW=$nnUNet_raw/$NAME
-. "$HERE/_hippocampus.sh"
 prepare_hippocampus
 # batch 2 for both (nnU-Net plans batch 9 here: too slow on a CPU, and the budget must match)
 "$PY" - "$nnUNet_preprocessed/$NAME" <<'PY'

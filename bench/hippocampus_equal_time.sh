@@ -14,20 +14,14 @@
 #   bash bench/hippocampus_equal_time.sh      # about 80 minutes on 2 cores
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(dirname "$HERE")
-SHARED=${SHARED:-$REPO/../shared/data/Dataset004_Hippocampus}
+. "$HERE/_hippocampus.sh"  # REPO SHARED NTRAIN PY BIN, the data checked; step run prepare_hippocampus
 WORK=${WORK:-$PWD/hippocampus_equal_time}
-NTRAIN=${NTRAIN:-100}
 TRANSFER_GENOTYPE=${TRANSFER_GENOTYPE:-$REPO/docs/demo_genotype.json}
-PY=${PYTHON:-python}
-BIN=$(dirname "$(command -v "$PY")")
-[ -d "$SHARED" ] || { echo "hippocampus_equal_time: no data at $SHARED (set SHARED=...)" >&2; exit 1; }
 export nnUNet_raw=$WORK/nnUNet_raw nnUNet_preprocessed=$WORK/nnUNet_preprocessed nnUNet_results=$WORK/nnUNet_results
 export nnUNet_extTrainer=$HERE/equal_time_trainers${nnUNet_extTrainer:+:$nnUNet_extTrainer}
 export nnUNet_def_n_proc=${nnUNet_def_n_proc:-2} nnUNet_compile=0 PYTHONUNBUFFERED=1
 D=605; NAME=Dataset605_HippoSearch; RAW=$nnUNet_raw/$NAME
 mkdir -p "$WORK/report"
-. "$HERE/_hippocampus.sh"
 prepare_hippocampus
 # batch 2 for both methods (nnU-Net plans 9 here: too slow on a CPU)
 "$PY" - "$nnUNet_preprocessed/$NAME" <<'PY'

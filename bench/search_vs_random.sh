@@ -13,19 +13,13 @@
 #   bash bench/search_vs_random.sh      # about an hour on 2 cores
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(dirname "$HERE")
-SHARED=${SHARED:-$REPO/../shared/data/Dataset004_Hippocampus}
+. "$HERE/_hippocampus.sh"  # REPO SHARED NTRAIN PY BIN, the data checked; step run prepare_hippocampus
 WORK=${WORK:-$PWD/search_vs_random}
-NTRAIN=${NTRAIN:-100}
-PY=${PYTHON:-python}
-BIN=$(dirname "$(command -v "$PY")")
-[ -d "$SHARED" ] || { echo "search_vs_random: no data at $SHARED (set SHARED=...)" >&2; exit 1; }
 export nnUNet_raw=$WORK/nnUNet_raw nnUNet_preprocessed=$WORK/nnUNet_preprocessed nnUNet_results=$WORK/nnUNet_results
 export nnUNet_extTrainer=$HERE/search_vs_random_trainers${nnUNet_extTrainer:+:$nnUNet_extTrainer}
 export nnUNet_def_n_proc=${nnUNet_def_n_proc:-2} nnUNet_compile=0 PYTHONUNBUFFERED=1
 D=605; NAME=Dataset605_HippoSearch; RAW=$nnUNet_raw/$NAME; PLANS=nnUNetPlansSCNASBatch2
 mkdir -p "$WORK/report" "$WORK/genotypes"
-. "$HERE/_hippocampus.sh"
 timed() { local name=$1; shift; local t0=$SECONDS; run "$name" "$@"; echo $((SECONDS - t0)) > "$WORK/logs/$name.seconds"; }
 prepare_hippocampus
 "$PY" - "$nnUNet_preprocessed/$NAME" "$PLANS" <<'PY'
