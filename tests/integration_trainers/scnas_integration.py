@@ -12,4 +12,4 @@ class nnUNetTrainerSCNASSearch_integration(nnUNetTrainerSCNASSearch_smoke):
 
 class nnUNetTrainerSCNASRetrain_integration(nnUNetTrainerSCNASRetrain_smoke):
     search_trainer_name = "nnUNetTrainerSCNASSearch_integration"
-    epochs, iterations, val_iterations, nnunet_loss = 2, 30, 1, True
+    epochs, iterations, val_iterations, nnunet_loss = 3, 30, 1, True
