@@ -166,7 +166,7 @@ def main() -> None:
     if a.channels_last:
         configs += [(n + " CL", s, copy.deepcopy(net).to(memory_format=torch.channels_last_3d), f)
                     for n, s, net, f in configs]
-    variants = [(n, s, net, f) for n, s, net, f in configs]
+    variants = list(configs)
     if a.compile:
         variants += [(n + " compiled", s, torch.compile(net), f) for n, s, net, f in configs]
     steps = {}

@@ -64,12 +64,9 @@ def wall_time_budget() -> float | None:
 
 
 def epoch_seconds(starts: list[float], ends: list[float]) -> float:
-    """Seconds of the finished epochs: each from its start to the next one's (so that checkpoint
-    writes and plots count), the last to its end."""
-    n = len(ends)
-    if not n:
-        return 0.0
-    return float(sum(starts[k + 1] - starts[k] for k in range(n - 1)) + ends[n - 1] - starts[n - 1])
+    """Seconds from the first epoch's start to the last finished epoch's end: checkpoint writes
+    and plots between epochs count, and so would a pause between a kill and its resume."""
+    return float(ends[-1] - starts[0]) if ends else 0.0
 
 
 class TrainLossPlateau(ReduceLROnPlateau):
