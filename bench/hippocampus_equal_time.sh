@@ -4,10 +4,10 @@
 # The cases of bench/search_vs_random.sh: the first NTRAIN (default 100) of
 # ../shared/data/Dataset004_Hippocampus become Dataset605_HippoSearch, the last 40 are held back
 # (never planned, searched, trained or validated on). Fold 0, batch 2 for all, on this machine:
-#   stock   nnU-Net's recipe, 16-128 features, 1000 iterations; its seconds of training epochs = T
+#   stock   nnU-Net's recipe and plans (32-256 features here), 1000 iterations; its seconds of training epochs = T
 #   (a)     the demo's genotype (docs/demo_genotype.json, or TRANSFER_GENOTYPE=...) retrained at
-#           stem 16 until T (SCNAS_WALL_TIME)
-#   (b)     the search on this fold (S seconds), then its genotype retrained at stem 16 until T - S
+#           stem 24 until T (SCNAS_WALL_TIME), its learning rate decayed to zero over T
+#   (b)     the search on this fold (S seconds), then its genotype retrained as (a) until T - S
 # then all three predict the held-back cases (nnUNetv2_predict) and nnUNetv2_evaluate_folder scores
 # them. Finished stages are kept: a rerun continues. Run it alone: T is a wall time.
 #

@@ -131,6 +131,10 @@ class ConvOp(PreActivatedOp):
 #: on CUDA, depthwise convs up to this many channels run as dense convs (``diagonal_weight``):
 #: measured faster at 17 and 34 channels, slower at 68 (H200, float16; docs/BENCHMARKS.md, section 7)
 DENSE_DEPTHWISE_MAX_CHANNELS = 40
+#: the same in CPU training (channels-last, forward + backward, 2 cores; docs/BENCHMARKS.md, section 7):
+#: at stride 1 faster up to 16 channels (0.65-0.92x the time), slower from 24; at stride 2, where
+#: PyTorch's channels-last depthwise backward is slowest, 0.27-0.48x up to 32 channels, 0.88x at 64
+DENSE_DEPTHWISE_MAX_CHANNELS_CPU = {1: 16, 2: 64}
 
 
 def diagonal_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -145,7 +149,7 @@ def diagonal_weight(weight: torch.Tensor) -> torch.Tensor:
 
 class DilatedDepthwiseConv3d(Conv3d):
     """Depthwise dilated 3x3x3 conv (padding = dilation, no bias); fast kernel for CPU inference,
-    a dense conv with a diagonal weight for narrow nodes on CUDA."""
+    a dense conv with a diagonal weight for narrow nodes on CUDA and in CPU training."""
 
     def __init__(self, channels: int, stride: int, dilation: int):
         super().__init__(channels, channels, 3, stride, padding=dilation, dilation=dilation,
@@ -154,9 +158,14 @@ class DilatedDepthwiseConv3d(Conv3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride[0] == 1 and use_cpu_inference_kernels(x, self.weight):
             return dilated_depthwise_conv3x3x3(x, self.weight, self.dilation[0])
-        if x.is_cuda and self.in_channels <= DENSE_DEPTHWISE_MAX_CHANNELS:
+        if self._runs_dense(x):
             return F.conv3d(x, diagonal_weight(self.weight), None, self.stride, self.padding, self.dilation)
         return super().forward(x)
+
+    def _runs_dense(self, x: torch.Tensor) -> bool:
+        if x.is_cuda:
+            return self.in_channels <= DENSE_DEPTHWISE_MAX_CHANNELS
+        return cpu_training(x) and self.in_channels <= DENSE_DEPTHWISE_MAX_CHANNELS_CPU[self.stride[0]]
 
 
 class SepDilConvOp(PreActivatedOp):

@@ -217,8 +217,10 @@ def _every_op_genotype() -> Genotype:
 
 @pytest.mark.parametrize("supernet", [False, True])
 def test_fast_cpu_training_matches_the_plain_kernels(monkeypatch, supernet):
-    """Channels-last with GroupNorm (CPU training) computes what the layout and kernels of every
-    other device compute: outputs, input gradient and every parameter's gradient agree."""
+    """Channels-last with GroupNorm and narrow depthwise convs as dense ones (CPU training; stem 8
+    has nodes of 2-32 channels, on both sides of the dense limits) computes what the layout and
+    kernels of every other device compute: outputs, input gradient and every parameter's gradient
+    agree."""
     from nnunet_scnas import operations
     torch.manual_seed(0)
     if supernet:
@@ -259,7 +261,7 @@ def test_fast_cpu_training_matches_the_plain_kernels(monkeypatch, supernet):
 
 @pytest.mark.parametrize("stride, dilation", [(1, 2), (1, 4), (2, 3)])
 def test_diagonal_weight_dense_conv_is_the_depthwise_conv_with_its_gradients(stride, dilation):
-    """CUDA runs narrow depthwise convs as dense convs with ``diagonal_weight``: same output, same
+    """CUDA and CPU training run narrow depthwise convs as dense convs with ``diagonal_weight``: same output, same
     gradients for input and weight (checked here on the CPU, where the arithmetic is the same)."""
     from nnunet_scnas.operations import diagonal_weight
     import torch.nn.functional as F

@@ -91,6 +91,26 @@ class TrainLossPlateau(ReduceLROnPlateau):
             g["lr"] = lr
 
 
+class WallTimePoly:
+    """nnU-Net's poly decay, lr = lr0 (1 - t / T)^0.9 per parameter group, with the seconds of
+    training t as its step and ``$SCNAS_WALL_TIME`` = T as its end: at equal wall time the retrain
+    anneals to zero as stock nnU-Net's poly schedule does over its iterations. (The paper's plateau
+    rule waits 30 epochs for a plateau; a budget of a few dozen epochs ends at the initial rate.)
+    The trainer calls ``advance`` at each epoch start; nnU-Net's ``step(epoch)`` is ignored."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, budget_seconds: float, exponent: float = 0.9):
+        self.optimizer, self.budget, self.exponent = optimizer, budget_seconds, exponent
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+
+    def step(self, epoch=None) -> None:
+        pass
+
+    def advance(self, seconds: float) -> None:
+        factor = (1 - min(seconds, self.budget) / self.budget) ** self.exponent
+        for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = lr * factor
+
+
 class _StopTraining(Exception):
     pass
 
@@ -103,6 +123,9 @@ class SCNASTrainerBase(nnUNetTrainer):
     plateau_factor: float
     plateau_patience: int
     min_lr = 0.0
+    #: True: nnU-Net's poly decay over the ``$SCNAS_WALL_TIME`` budget (``WallTimePoly``, which
+    #: needs the variable) instead of the paper's plateau rule
+    poly_over_wall_time = False
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -110,7 +133,9 @@ class SCNASTrainerBase(nnUNetTrainer):
         self.weight_decay = 0.0  # the paper's Adam has none
         self.use_jaccard_loss = True
         self._check_patch_size()
-        wall_time_budget()  # a bad value fails here, in one line, before any set-up
+        if wall_time_budget() is None and self.poly_over_wall_time:  # a bad value fails here too, before any set-up
+            raise SCNASUsageError(f"{type(self).__name__} decays its learning rate over a wall-time budget: set "
+                                  f"{WALL_TIME_ENV}=SECONDS")
 
     # -- network -------------------------------------------------------------------------
     def _check_patch_size(self) -> None:
@@ -143,6 +168,8 @@ class SCNASTrainerBase(nnUNetTrainer):
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self._param_groups(), weight_decay=self.weight_decay)
+        if self.poly_over_wall_time:
+            return optimizer, WallTimePoly(optimizer, wall_time_budget())
         return optimizer, TrainLossPlateau(optimizer, mode="min", factor=self.plateau_factor,
                                            patience=self.plateau_patience)
 
@@ -173,22 +200,30 @@ class SCNASTrainerBase(nnUNetTrainer):
         if lr < self.min_lr:
             self.print_to_log_file(f"Stopping: learning rate {lr:.3g} is below {self.min_lr:g} (paper's criterion)")
             raise _StopTraining
-        if self._wall_time_is_up():
-            raise _StopTraining
+        budget = wall_time_budget()
+        if budget is not None:
+            spent = self._seconds_agreed()
+            if self._wall_time_is_up(spent, budget):
+                raise _StopTraining
+            if isinstance(self.lr_scheduler, WallTimePoly):
+                self.lr_scheduler.advance(spent)
         super().on_epoch_start()
 
-    def _wall_time_is_up(self) -> bool:
-        """Would another epoch end past ``$SCNAS_WALL_TIME``? Rank 0 decides for all ranks, so
-        that no rank stops while another waits for it in a gradient all-reduce."""
-        budget = wall_time_budget()
-        if budget is None or not self.current_epoch:
-            return False
+    def _seconds_agreed(self) -> float:
+        """``training_seconds`` of rank 0 on every rank, so that all ranks stop at the same epoch
+        (none waits for another in a gradient all-reduce) and run the same learning rate."""
         spent = self.training_seconds()
-        stop = spent * (1 + 1 / self.current_epoch) > budget
         if self.is_ddp:
-            flag = torch.tensor([float(stop)], device=self.device)
-            torch.distributed.broadcast(flag, src=0)
-            stop = bool(flag.item())
+            value = torch.tensor([spent], dtype=torch.float64, device=self.device)
+            torch.distributed.broadcast(value, src=0)
+            spent = float(value.item())
+        return spent
+
+    def _wall_time_is_up(self, spent: float, budget: float) -> bool:
+        """Would another epoch end past the budget, at the mean epoch time so far?"""
+        if not self.current_epoch:
+            return False
+        stop = spent * (1 + 1 / self.current_epoch) > budget
         if stop:
             self.print_to_log_file(f"Stopping: {WALL_TIME_ENV}={budget:g} s of training; {spent:.0f} s spent in "
                                    f"{self.current_epoch} epochs, another would end past it")

@@ -36,6 +36,13 @@ class nnUNetTrainerSCNASRetrain_transfer(nnUNetTrainerSCNASRetrain):
     search_trainer_name = None
 
 
+class nnUNetTrainerSCNASRetrain_wallTime(nnUNetTrainerSCNASRetrain):
+    """The retrain for a fixed wall time ($SCNAS_WALL_TIME, required): nnU-Net's poly decay over
+    that time (``common.WallTimePoly``) instead of the paper's plateau rule, which cannot act in a
+    short budget. Reads the genotype of nnUNetTrainerSCNASSearch, or $SCNAS_GENOTYPE."""
+    poly_over_wall_time = True
+
+
 class nnUNetTrainerSCNASSearch_nnUNetLoss(nnUNetTrainerSCNASSearch):
     """Ablation: nnU-Net's Dice + CE loss instead of the Jaccard distance. The optimisers stay the
     paper's: nnU-Net has no architecture optimiser to swap in."""
