@@ -165,7 +165,7 @@ class DilatedDepthwiseConv3d(Conv3d):
     def _runs_dense(self, x: torch.Tensor) -> bool:
         if x.is_cuda:
             return self.in_channels <= DENSE_DEPTHWISE_MAX_CHANNELS
-        return cpu_training(x) and self.in_channels <= DENSE_DEPTHWISE_MAX_CHANNELS_CPU[self.stride[0]]
+        return cpu_training(x) and self.in_channels <= DENSE_DEPTHWISE_MAX_CHANNELS_CPU.get(self.stride[0], 0)
 
 
 class SepDilConvOp(PreActivatedOp):

@@ -218,7 +218,7 @@ def _every_op_genotype() -> Genotype:
 @pytest.mark.parametrize("supernet", [False, True])
 def test_fast_cpu_training_matches_the_plain_kernels(monkeypatch, supernet):
     """Channels-last with GroupNorm and narrow depthwise convs as dense ones (CPU training; stem 8
-    has nodes of 2-32 channels, on both sides of the dense limits) computes what the layout and
+    has nodes of 2-32 channels, on both sides of the stride-1 limit) computes what the layout and
     kernels of every other device compute: outputs, input gradient and every parameter's gradient
     agree."""
     from nnunet_scnas import operations

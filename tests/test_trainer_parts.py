@@ -188,17 +188,17 @@ def test_wall_time_budget_stops_before_the_epoch_that_would_end_past_it(results,
 
 def test_wall_time_retrain_decays_its_learning_rate_over_the_budget(results, tmp_path, monkeypatch):
     """nnU-Net's poly decay with seconds of training as the step: per parameter group, set at each
-    epoch start, untouched by nnU-Net's step(epoch); the variable is required."""
+    epoch start, untouched by nnU-Net's step(epoch); training without the variable is refused."""
     from nnunet_scnas.trainers import nnUNetTrainerSCNASRetrain_wallTime
     from nnunet_scnas.trainers.common import WallTimePoly
     path = tmp_path / "g.json"
     _genotype().save(path)
     monkeypatch.setenv("SCNAS_GENOTYPE", str(path))
     monkeypatch.delenv("SCNAS_WALL_TIME", raising=False)
-    with pytest.raises(SCNASUsageError, match="set SCNAS_WALL_TIME=SECONDS"):
-        nnUNetTrainerSCNASRetrain_wallTime(_plans(), "3d_fullres", 0, DATASET, torch.device("cpu"))
-    monkeypatch.setenv("SCNAS_WALL_TIME", "100")
     trainer = nnUNetTrainerSCNASRetrain_wallTime(_plans(), "3d_fullres", 0, DATASET, torch.device("cpu"))
+    with pytest.raises(SCNASUsageError, match="set SCNAS_WALL_TIME=SECONDS"):
+        trainer.run_training()
+    monkeypatch.setenv("SCNAS_WALL_TIME", "100")
     a, b = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
     monkeypatch.setattr(trainer, "_param_groups", lambda: [{"params": [a], "lr": 3e-3}, {"params": [b], "lr": 1e-2}])
     trainer.optimizer, trainer.lr_scheduler = trainer.configure_optimizers()
@@ -211,5 +211,5 @@ def test_wall_time_retrain_decays_its_learning_rate_over_the_budget(results, tmp
     trainer.on_epoch_start()  # 34 of 100 s spent
     trainer.lr_scheduler.step(3)  # as nnU-Net's on_train_epoch_start calls it: ignored
     assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([3e-3 * 0.66 ** 0.9, 1e-2 * 0.66 ** 0.9])
-    trainer.lr_scheduler.advance(250)  # past the budget: zero, never negative
+    trainer.lr_scheduler.advance(2.5)  # past the budget: zero, never negative
     assert [g["lr"] for g in trainer.optimizer.param_groups] == [0.0, 0.0]

@@ -93,20 +93,21 @@ class TrainLossPlateau(ReduceLROnPlateau):
 
 class WallTimePoly:
     """nnU-Net's poly decay, lr = lr0 (1 - t / T)^0.9 per parameter group, with the seconds of
-    training t as its step and ``$SCNAS_WALL_TIME`` = T as its end: at equal wall time the retrain
-    anneals to zero as stock nnU-Net's poly schedule does over its iterations. (The paper's plateau
-    rule waits 30 epochs for a plateau; a budget of a few dozen epochs ends at the initial rate.)
-    The trainer calls ``advance`` at each epoch start; nnU-Net's ``step(epoch)`` is ignored."""
+    training t over the ``$SCNAS_WALL_TIME`` budget T as its progress: at equal wall time the
+    retrain anneals to zero as stock nnU-Net's poly schedule does over its iterations. (The
+    paper's plateau rule waits 30 epochs for a plateau; a budget of a few dozen epochs ends at the
+    initial rate.) The trainer calls ``advance`` at each epoch start; nnU-Net's ``step(epoch)``
+    is ignored."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, budget_seconds: float, exponent: float = 0.9):
-        self.optimizer, self.budget, self.exponent = optimizer, budget_seconds, exponent
+    def __init__(self, optimizer: torch.optim.Optimizer, exponent: float = 0.9):
+        self.optimizer, self.exponent = optimizer, exponent
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
 
     def step(self, epoch=None) -> None:
         pass
 
-    def advance(self, seconds: float) -> None:
-        factor = (1 - min(seconds, self.budget) / self.budget) ** self.exponent
+    def advance(self, progress: float) -> None:
+        factor = (1 - min(max(progress, 0.0), 1.0)) ** self.exponent
         for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = lr * factor
 
@@ -133,9 +134,7 @@ class SCNASTrainerBase(nnUNetTrainer):
         self.weight_decay = 0.0  # the paper's Adam has none
         self.use_jaccard_loss = True
         self._check_patch_size()
-        if wall_time_budget() is None and self.poly_over_wall_time:  # a bad value fails here too, before any set-up
-            raise SCNASUsageError(f"{type(self).__name__} decays its learning rate over a wall-time budget: set "
-                                  f"{WALL_TIME_ENV}=SECONDS")
+        wall_time_budget()  # a bad value fails here, in one line, before any set-up
 
     # -- network -------------------------------------------------------------------------
     def _check_patch_size(self) -> None:
@@ -169,7 +168,7 @@ class SCNASTrainerBase(nnUNetTrainer):
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self._param_groups(), weight_decay=self.weight_decay)
         if self.poly_over_wall_time:
-            return optimizer, WallTimePoly(optimizer, wall_time_budget())
+            return optimizer, WallTimePoly(optimizer)
         return optimizer, TrainLossPlateau(optimizer, mode="min", factor=self.plateau_factor,
                                            patience=self.plateau_patience)
 
@@ -206,7 +205,7 @@ class SCNASTrainerBase(nnUNetTrainer):
             if self._wall_time_is_up(spent, budget):
                 raise _StopTraining
             if isinstance(self.lr_scheduler, WallTimePoly):
-                self.lr_scheduler.advance(spent)
+                self.lr_scheduler.advance(spent / budget)
         super().on_epoch_start()
 
     def _seconds_agreed(self) -> float:
@@ -236,6 +235,9 @@ class SCNASTrainerBase(nnUNetTrainer):
                              self.logger.get_value("epoch_end_timestamps", step=None))
 
     def run_training(self) -> None:
+        if self.poly_over_wall_time and wall_time_budget() is None:  # here, not in __init__: --val needs no budget
+            raise SCNASUsageError(f"{type(self).__name__} decays its learning rate over a wall-time budget: set "
+                                  f"{WALL_TIME_ENV}=SECONDS")
         try:
             super().run_training()
         except _StopTraining:

@@ -42,6 +42,10 @@ class nnUNetTrainerSCNASRetrain_wallTime(nnUNetTrainerSCNASRetrain):
     short budget. Reads the genotype of nnUNetTrainerSCNASSearch, or $SCNAS_GENOTYPE."""
     poly_over_wall_time = True
 
+    def __init__(self, plans, configuration, fold, dataset_json, device=_CUDA):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 1_000_000  # the wall time ends the training, with the rate at ~0, not the paper's 500
+
 
 class nnUNetTrainerSCNASSearch_nnUNetLoss(nnUNetTrainerSCNASSearch):
     """Ablation: nnU-Net's Dice + CE loss instead of the Jaccard distance. The optimisers stay the
