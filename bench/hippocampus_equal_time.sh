@@ -10,8 +10,9 @@
 #   (b)     the search on this fold (S seconds), then its genotype retrained as (a) until T - S
 # then all three predict the held-back cases (nnUNetv2_predict) and nnUNetv2_evaluate_folder scores
 # them. Finished stages are kept: a rerun continues. Run it alone: T is a wall time.
+# ABLATION=1 adds (a) at stem 16 (about 30 minutes more).
 #
-#   bash bench/hippocampus_equal_time.sh      # about 80 minutes on 2 cores
+#   bash bench/hippocampus_equal_time.sh      # 70-90 minutes on 2 cores
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/_hippocampus.sh"  # REPO SHARED NTRAIN PY BIN, the data checked; step run prepare_hippocampus
@@ -57,6 +58,10 @@ step "search: $S s; its retrain gets $((T - S)) s"
 train searched nnUNetTrainerSCNASRetrain_etSearched nnUNetPlansSCNASBatch2 SCNAS_WALL_TIME=$((T - S))
 PAIRS="stock:nnUNetTrainer_et:nnUNetPlansBatch2 transfer:nnUNetTrainerSCNASRetrain_etTransfer:nnUNetPlansSCNASBatch2"
 PAIRS="$PAIRS searched:nnUNetTrainerSCNASRetrain_etSearched:nnUNetPlansSCNASBatch2"
+if [ "${ABLATION:-0}" = 1 ]; then  # (a) at stem 16 as well: the schedule's gain without the width's
+  train transfer16 nnUNetTrainerSCNASRetrain_etTransfer16 nnUNetPlansSCNASBatch2 SCNAS_GENOTYPE="$TRANSFER_GENOTYPE" SCNAS_WALL_TIME=$T
+  PAIRS="$PAIRS transfer16:nnUNetTrainerSCNASRetrain_etTransfer16:nnUNetPlansSCNASBatch2"
+fi
 for pair in $PAIRS; do
   IFS=: read -r label tr pl <<<"$pair"; out=$WORK/held_back/pred_$label
   [ -f "$out/summary.json" ] && continue

@@ -45,3 +45,9 @@ class nnUNetTrainerSCNASRetrain_etSearched(nnUNetTrainerSCNASRetrain_etTransfer)
     """(b) The genotype the search above found, retrained as (a), until $SCNAS_WALL_TIME = T minus
     the search's seconds."""
     search_trainer_name = "nnUNetTrainerSCNASSearch_et"
+
+
+class nnUNetTrainerSCNASRetrain_etTransfer16(nnUNetTrainerSCNASRetrain_etTransfer):
+    """Ablation (``ABLATION=1``): (a) at stem 16, the width of the 2026-11-28 run, with the rate
+    annealed over T: separates the schedule's gain from the width's."""
+    stem = 16
