@@ -40,7 +40,7 @@ def use_cpu_inference_kernels(x: torch.Tensor, *params: torch.Tensor) -> bool:
 
 def _window3(x: torch.Tensor, dim: int, stride: int, reduce: str) -> torch.Tensor:
     """Max or sum of each voxel and its two neighbours along ``dim`` (missing neighbours skipped)."""
-    out = x.clone(memory_format=torch.contiguous_format)
+    out = x.clone(memory_format=torch.preserve_format)
     n = x.shape[dim]
     if n > 1:
         op = torch.maximum if reduce == "max" else torch.add

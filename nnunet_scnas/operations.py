@@ -15,6 +15,7 @@ from torch import nn
 
 from .cpu_inference import (avg_pool3x3x3, conv3d, dilated_depthwise_conv3x3x3, max_pool3x3x3,
                             use_cpu_inference_kernels)
+from .cpu_training import avg_pool3x3x3_train
 
 #: The eight candidate ops, in the order of the columns of every alpha table.
 OPS: tuple[str, ...] = (
@@ -230,7 +231,8 @@ class MaxPool(nn.Module):
 
 
 class AvgPool(nn.Module):
-    """avg_pool_3x3x3, padding 1, padded voxels not counted; separable kernel for CPU inference."""
+    """avg_pool_3x3x3, padding 1, padded voxels not counted; separable kernels on the CPU, for
+    inference and (``cpu_training``) training."""
 
     def __init__(self, stride: int):
         super().__init__()
@@ -239,6 +241,8 @@ class AvgPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if use_cpu_inference_kernels(x):
             return avg_pool3x3x3(x, self.stride)
+        if cpu_training(x):
+            return avg_pool3x3x3_train(x, self.stride)
         return F.avg_pool3d(x, 3, self.stride, padding=1, count_include_pad=False)
 
 

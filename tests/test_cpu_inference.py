@@ -1,10 +1,12 @@
-"""The CPU inference kernels give what PyTorch's own kernels give, and are what inference runs."""
+"""The CPU kernels give what PyTorch's own kernels give (the training form its gradient too), and are
+what inference (training) runs."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from nnunet_scnas import Genotype, SCNASNetwork
 from nnunet_scnas.cpu_inference import avg_pool3x3x3, dilated_depthwise_conv3x3x3, max_pool3x3x3
+from nnunet_scnas.cpu_training import avg_pool3x3x3_train
 from nnunet_scnas.operations import make_op
 
 SIZES = [(8, 8, 8), (5, 7, 9), (3, 4, 3), (6, 12, 4)]  # the coarsest level holds at least 3
@@ -40,7 +42,7 @@ def test_ops_use_the_kernels_only_without_autograd(name, monkeypatch):
     op = make_op(name, 4, 1)
     x = torch.randn(1, 4, 8, 8, 8, requires_grad=True)
     trained = op(x)
-    assert not calls  # training: PyTorch's kernels, whose backward stores less
+    assert not calls  # training: kernels with a backward (PyTorch's, or cpu_training's avg pool)
     with torch.no_grad():
         inferred = op(x)
     assert calls
@@ -67,3 +69,30 @@ def test_flop_counter_counts_the_same_on_cpu_tensors_as_on_meta():
     # equal up to the zero padding the space-to-batch conv adds where a size is not a multiple
     # of the dilation (the CPU really does that work); without the oneDNN formula it is 45 %
     assert counter.get_total_flops() == pytest.approx(count_flops(net, [1, 1, 24, 32, 24]), rel=0.02)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_training_avg_pool_equals_torch_with_its_gradient(size, stride, layout):
+    x = torch.randn(2, 3, *size, dtype=torch.float64).contiguous(memory_format=layout)
+    ours, ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = avg_pool3x3x3_train(ours, stride)
+    expected = F.avg_pool3d(ref, 3, stride, padding=1, count_include_pad=False)
+    grad = torch.randn_like(expected)
+    out.backward(grad)
+    expected.backward(grad)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(ours.grad, ref.grad)
+    assert ours.grad.is_contiguous(memory_format=layout)  # CPU training's layout is kept
+
+
+def test_cpu_training_runs_the_separable_avg_pool(monkeypatch):
+    import nnunet_scnas.operations as operations
+    calls = []
+    monkeypatch.setattr(operations, "avg_pool3x3x3_train", lambda *a: calls.append(1) or avg_pool3x3x3_train(*a))
+    make_op("avg_pool_3x3x3", 4, 2)(torch.randn(1, 4, 8, 8, 8, requires_grad=True)).sum().backward()
+    assert calls
+    monkeypatch.setattr(operations, "FAST_CPU_TRAINING", False)
+    make_op("avg_pool_3x3x3", 4, 2)(torch.randn(1, 4, 8, 8, 8, requires_grad=True)).sum().backward()
+    assert len(calls) == 1
