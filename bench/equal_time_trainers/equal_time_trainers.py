@@ -22,7 +22,8 @@ class nnUNetTrainerSCNASRetrain_etTransfer(ShortBudget, nnUNetTrainerSCNASRetrai
     """(a) A transferred genotype ($SCNAS_GENOTYPE), stem 24, Adam 3e-3 (the paper's 3e-4 is for
     500 epochs) decayed to zero over $SCNAS_WALL_TIME as nnU-Net's poly schedule (the paper's
     plateau rule never acts in ~60 epochs), nnU-Net's Dice + CE, until $SCNAS_WALL_TIME. Stem 24:
-    its iteration costs about stock nnU-Net's here (1.2 against 1.4 s, bench/train_step.py)."""
+    its step costs less than stock nnU-Net's here
+    (0.9 against 1.3 s for the demo's genotype, bench/train_step.py)."""
     search_trainer_name = None
     epochs, iterations, val_iterations, stem, lr, nnunet_loss, seed = 10_000, 20, 5, 24, 3e-3, True, 0
     mirror_at_inference = False
