@@ -15,8 +15,9 @@ predicted 3x slower than stock nnU-Net at equal FLOPs. The same results, with fa
   tests N*C*D*H > 20480 (a 2D rule that ignores W), so at batch 1 a 3D conv with few channels,
   such as a node's at the finest level, took the native kernel.
 
-Used only for inference on the CPU (no autograd graph): in training the views and copies
-would be stored for backward, and CUDA's kernels have no such gap.
+Used for inference on the CPU (no autograd graph): in training the views and copies would be
+stored for backward, and CUDA's kernels have no such gap. The exception, average pooling, has
+a backward of its own that stores nothing (``cpu_training.py``).
 """
 from __future__ import annotations
 

@@ -1,14 +1,14 @@
 """Separable 3x3x3 average pooling with its backward, for CPU training.
 
 PyTorch's CPU average pooling loops over the 27 taps per voxel, forward and backward: at stem 24
-its 3x3x3 pooling took 11% of a training step of the demo's genotype, 4-6x the time of the
+it took 18 % of a training step of the demo's genotype, 6-9x the time (at stride 1) of the
 separable kernel of ``cpu_inference`` (3 taps per axis, in-place elementwise ops on shifted
 views) with the backward below (docs/BENCHMARKS.md, section 7). The window sum along an axis is
 symmetric, so its adjoint is the same sum after re-inserting as zeros the voxels a stride of 2
 skipped; the counts divide the gradient first. Nothing is saved for backward.
 
-Max pooling keeps PyTorch's kernel: in channels-last it is as fast as a separable max with
-the argmax routed back axis by axis (1.5-4x slower above 6 channels, measured).
+Max pooling keeps PyTorch's kernel: in channels-last it beat a separable max with the argmax
+routed back axis by axis, which was 1.5-4x slower above 6 channels.
 """
 from __future__ import annotations
 
