@@ -68,14 +68,18 @@ def max_pool3x3x3(x: torch.Tensor, stride: int) -> torch.Tensor:
     return x
 
 
+def window_divisor(size, stride: int, like: torch.Tensor) -> torch.Tensor:
+    """The voxels inside each output's 3x3x3 window over an input of spatial ``size``."""
+    d, h, w = (_window_counts(n, stride, like) for n in size)
+    return d[:, None, None] * h[None, :, None] * w[None, None, :]
+
+
 def avg_pool3x3x3(x: torch.Tensor, stride: int) -> torch.Tensor:
     """``F.avg_pool3d(x, 3, stride, padding=1, count_include_pad=False)`` up to float rounding."""
-    d, h, w = x.shape[2:]
+    size = x.shape[2:]
     for dim in (2, 3, 4):
         x = _window3(x, dim, stride, "sum")
-    counts = (_window_counts(d, stride, x)[:, None, None] * _window_counts(h, stride, x)[None, :, None]
-              * _window_counts(w, stride, x)[None, None, :])
-    return x.div_(counts)
+    return x.div_(window_divisor(size, stride, x))
 
 
 def dilated_depthwise_conv3x3x3(x: torch.Tensor, weight: torch.Tensor, dilation: int) -> torch.Tensor:

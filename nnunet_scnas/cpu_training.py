@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .cpu_inference import _window3, _window_counts, avg_pool3x3x3
+from .cpu_inference import _window3, avg_pool3x3x3, window_divisor
 
 _DIMS = (2, 3, 4)
 
@@ -39,11 +39,8 @@ class _AvgPool3x3x3(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        d, h, w = ctx.size
         s = ctx.stride
-        counts = (_window_counts(d, s, grad)[:, None, None] * _window_counts(h, s, grad)[None, :, None]
-                  * _window_counts(w, s, grad)[None, None, :])
-        g = grad / counts
+        g = grad / window_divisor(ctx.size, s, grad)
         for dim, size in zip(reversed(_DIMS), reversed(ctx.size)):
             g = _window3(_unstride(g, dim, s, size), dim, 1, "sum")
         return g, None

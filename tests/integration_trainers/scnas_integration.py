@@ -2,9 +2,9 @@
 the smallest search and retrain that still learn. They use nnU-Net's Dice + CE/BCE: the paper's
 Jaccard alone left the region datasets at a validation Dice of 0.07 after 40 iterations (on
 patches without a region its gradient vanishes); tests/test_nnunet_pipeline.py runs the
-Jaccard loss end to end. The retrain is seeded (with nnUNet_n_proc_DA=0 a rerun on one machine repeats itself);
-the retrain runs 4 x 30 iterations: after 3 x 30 one CI run left the ignore-label dataset at a
-validation Dice of 0.0 where this machine's runs reached 0.69."""
+Jaccard loss end to end. The retrain is seeded (with nnUNet_n_proc_DA=0 a rerun on one machine
+repeats itself) and runs 4 x 30 iterations: after 3 x 30 one CI run left the ignore-label dataset
+at a validation Dice of 0.0 where this machine's runs reached 0.69."""
 from nnunet_scnas.trainers import nnUNetTrainerSCNASRetrain_smoke, nnUNetTrainerSCNASSearch_smoke
 
 
