@@ -102,6 +102,9 @@ class PreActivatedOp(nn.Sequential):
     edge weight ``scale`` is folded into the norm's affine (scale * IN(x) = IN with scale * gamma,
     scale * beta), so autograd keeps no extra copy of the op output for the weighted sum."""
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.after_activation(self[0](x))
+
     def after_activation(self, x_activated: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         *convs, norm = list(self)[1:]
         for module in convs:
@@ -179,6 +182,17 @@ class SepDilConvOp(PreActivatedOp):
             Conv3d(channels, channels, 1, bias=False),
             InstanceNorm3d(channels),
         )
+
+    def after_activation(self, x_activated: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """In CPU training, where a narrow depthwise conv runs as a dense one anyway, the pointwise
+        conv is folded into it: one dense conv with weight ``pointwise[o, i] * depthwise[i]``, the
+        same sums in another order, one conv call and one pass over the node fewer
+        (docs/BENCHMARKS.md, section 7)."""
+        _, depthwise, pointwise, norm = self
+        if not (cpu_training(x_activated) and depthwise._runs_dense(x_activated)):
+            return super().after_activation(x_activated, scale)
+        weight = (pointwise.weight * depthwise.weight.transpose(0, 1)).contiguous(memory_format=torch.channels_last_3d)
+        return norm(F.conv3d(x_activated, weight, None, depthwise.stride, depthwise.padding, depthwise.dilation), scale)
 
 
 class Identity(nn.Module):

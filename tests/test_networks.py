@@ -11,11 +11,11 @@ from nnunet_scnas.operations import PreActivatedOp
 
 
 def _count_op_calls(net):
-    """Op executions per op module (the cell runs a conv op from its first conv on)."""
+    """Op executions per op module (hooked on the op's norm, which every conv op runs last)."""
     calls = {}
     for name, module in net.named_modules():
         if name.count(".edges.") and name.rsplit(".", 1)[-1] in OPS:
-            hooked = module[1] if isinstance(module, PreActivatedOp) else module
+            hooked = module[-1] if isinstance(module, PreActivatedOp) else module
             hooked.register_forward_hook(lambda m, i, o, n=name: calls.__setitem__(n, calls.get(n, 0) + 1))
     return calls
 
@@ -257,6 +257,30 @@ def test_fast_cpu_training_matches_the_plain_kernels(monkeypatch, supernet):
     with torch.no_grad():
         assert torch.equal(net.eval()(x)[0], copy(x)[0])
     assert all(p.is_contiguous() for p in net.parameters())
+
+
+@pytest.mark.parametrize("stride, dilation", [(1, 2), (2, 3)])
+def test_cpu_training_folds_the_pointwise_conv_into_the_dense_depthwise_one(monkeypatch, stride, dilation):
+    """CPU training runs a narrow separable op as one dense conv (pointwise x depthwise weight):
+    output and every gradient equal the two convs', in float64; the edge weight still scales it."""
+    from nnunet_scnas import operations
+    from nnunet_scnas.operations import SepDilConvOp
+    torch.manual_seed(0)
+    op = SepDilConvOp(6, stride, dilation).double()
+    for p in op.parameters():
+        p.data.uniform_(0.5, 1.5)
+    x = torch.randn(2, 6, 9, 10, 11, dtype=torch.float64, requires_grad=True)
+    scale = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    params = [x, scale, *op.parameters()]
+    results, convs = [], []
+    op[2].register_forward_hook(lambda *_: convs.append(1))  # the pointwise conv
+    for fast in (False, True):
+        monkeypatch.setattr(operations, "FAST_CPU_TRAINING", fast)
+        y = op.after_activation(x, scale)
+        results.append((y.detach(), *torch.autograd.grad((y * torch.cos(y)).sum(), params)))
+    assert len(convs) == 1  # run only without the fold
+    for ref, got in zip(*results):
+        torch.testing.assert_close(got, ref)
 
 
 @pytest.mark.parametrize("stride, dilation", [(1, 2), (1, 4), (2, 3)])

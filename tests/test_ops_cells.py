@@ -63,7 +63,7 @@ def test_unsampled_ops_never_run():
     calls = {}
     for key, edge in cell.edges.items():
         for name, op in edge.items():
-            hooked = op[1] if isinstance(op, PreActivatedOp) else op  # the cell runs conv ops from their conv on
+            hooked = op[-1] if isinstance(op, PreActivatedOp) else op  # every conv op ends in its norm
             hooked.register_forward_hook(lambda m, i, o, k=(key, name): calls.__setitem__(k, calls.get(k, 0) + 1))
     w = torch.zeros(14, 8)
     active = []
