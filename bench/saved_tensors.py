@@ -3,7 +3,8 @@
 Exact and noise-free, unlike a peak-memory measurement: every tensor saved for backward is
 counted once (by storage) and attributed to the operation that produced it (LeakyReLU
 outputs, conv outputs read by a norm, pooling indices, ...). Same seeded draws as
-``search_step.py``; float32 on the CPU.
+``search_step.py``; float32 on the CPU, with the kernels and layout that CUDA runs (not CPU
+training's channels-last and folded convs).
 
     python bench/saved_tensors.py                         # 32^3, stem 8
     python bench/saved_tensors.py --code .bench_prev      # another version of nnunet_scnas
@@ -48,6 +49,9 @@ def main() -> None:
     use_code(a.code)
     from nnunet_scnas.search_model import SearchNetwork
     check_code(a.code)
+    from nnunet_scnas import operations
+    if hasattr(operations, "FAST_CPU_TRAINING"):  # off: the kernels CUDA runs, whose memory this projects
+        operations.FAST_CPU_TRAINING = False
     torch.set_num_threads(1)
     totals = {}
     print(f"saved for backward, batch 1, 4 channels, {a.size}^3, stem {a.stem}, code {a.code}")

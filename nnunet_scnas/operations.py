@@ -153,7 +153,8 @@ def diagonal_weight(weight: torch.Tensor) -> torch.Tensor:
 
 class DilatedDepthwiseConv3d(Conv3d):
     """Depthwise dilated 3x3x3 conv (padding = dilation, no bias); fast kernel for CPU inference,
-    a dense conv with a diagonal weight for narrow nodes on CUDA and in CPU training."""
+    a dense conv with a diagonal weight for narrow nodes on CUDA (in CPU training, where narrow
+    nodes run dense too, ``SepDilConvOp`` folds its pointwise conv into that dense conv)."""
 
     def __init__(self, channels: int, stride: int, dilation: int):
         super().__init__(channels, channels, 3, stride, padding=dilation, dilation=dilation,

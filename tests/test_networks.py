@@ -285,8 +285,9 @@ def test_cpu_training_folds_the_pointwise_conv_into_the_dense_depthwise_one(monk
 
 @pytest.mark.parametrize("stride, dilation", [(1, 2), (1, 4), (2, 3)])
 def test_diagonal_weight_dense_conv_is_the_depthwise_conv_with_its_gradients(stride, dilation):
-    """CUDA and CPU training run narrow depthwise convs as dense convs with ``diagonal_weight``: same output, same
-    gradients for input and weight (checked here on the CPU, where the arithmetic is the same)."""
+    """CUDA runs narrow depthwise convs as dense convs with ``diagonal_weight`` (CPU training as well, with the
+    pointwise conv folded in): same output, same gradients for input and weight (checked here on the CPU, where
+    the arithmetic is the same)."""
     from nnunet_scnas.operations import diagonal_weight
     import torch.nn.functional as F
     x = torch.randn(2, 6, 9, 10, 11, dtype=torch.float64, requires_grad=True)
