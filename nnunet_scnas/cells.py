@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from .genotypes import EDGES, N_INPUTS, N_NODES
-from .operations import OPS, ZERO_INDEX, Conv3d, InstanceNorm3d, LeakyReLU, PreActivatedOp, leaky_relu, make_op
+from .operations import (OPS, ZERO_INDEX, Conv3d, InstanceNorm3d, LeakyReLU, PreActivatedOp, SepDilConvOp, leaky_relu,
+                         make_op)
 
 # how a cell type moves the resolution: output level = input level + LEVEL_STEP
 LEVEL_STEP = {"enc_normal": 0, "reduction": 1, "dec_normal": 0, "expansion": -1}
@@ -139,6 +140,8 @@ class DerivedCell(_Cell):
         self.edges = nn.ModuleDict()
         for (i, j), op in zip(EDGES, ops):
             module = make_op(op, self.node_channels, _edge_stride(cell_type, i))
+            if isinstance(module, SepDilConvOp):
+                module.fold_pointwise = True  # fixed ops train faster folded (operations.SepDilConvOp)
             if module is not None:
                 self.edges[_edge_key(i, j)] = module
 

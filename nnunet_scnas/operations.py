@@ -184,13 +184,17 @@ class SepDilConvOp(PreActivatedOp):
             InstanceNorm3d(channels),
         )
 
+    #: derived networks set it (``cells.DerivedCell``); the supernet keeps the two convs, whose
+    #: rounding the search's documented runs used (docs/BENCHMARKS.md, section 7)
+    fold_pointwise: bool = False
+
     def after_activation(self, x_activated: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         """In CPU training, where a narrow depthwise conv runs as a dense one anyway, the pointwise
-        conv is folded into it: one dense conv with weight ``pointwise[o, i] * depthwise[i]``, the
-        same sums in another order, one conv call and one pass over the node fewer
-        (docs/BENCHMARKS.md, section 7)."""
+        conv of a derived network is folded into it: one dense conv with weight
+        ``pointwise[o, i] * depthwise[i]``, the same sums in another order, one conv call and one
+        pass over the node fewer (docs/BENCHMARKS.md, section 7)."""
         _, depthwise, pointwise, norm = self
-        if not (cpu_training(x_activated) and depthwise._runs_dense(x_activated)):
+        if not (self.fold_pointwise and cpu_training(x_activated) and depthwise._runs_dense(x_activated)):
             return super().after_activation(x_activated, scale)
         weight = (pointwise.weight * depthwise.weight.transpose(0, 1)).contiguous(memory_format=torch.channels_last_3d)
         return norm(F.conv3d(x_activated, weight, None, depthwise.stride, depthwise.padding, depthwise.dilation), scale)

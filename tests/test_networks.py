@@ -261,12 +261,16 @@ def test_fast_cpu_training_matches_the_plain_kernels(monkeypatch, supernet):
 
 @pytest.mark.parametrize("stride, dilation", [(1, 2), (2, 3)])
 def test_cpu_training_folds_the_pointwise_conv_into_the_dense_depthwise_one(monkeypatch, stride, dilation):
-    """CPU training runs a narrow separable op as one dense conv (pointwise x depthwise weight):
-    output and every gradient equal the two convs', in float64; the edge weight still scales it."""
+    """CPU training runs a narrow separable op of a derived network as one dense conv (pointwise x depthwise
+    weight): output and every gradient equal the two convs', in float64; the edge weight still scales it."""
     from nnunet_scnas import operations
     from nnunet_scnas.operations import SepDilConvOp
     torch.manual_seed(0)
     op = SepDilConvOp(6, stride, dilation).double()
+    op.fold_pointwise = True  # as derived networks build it
+    assert not any(getattr(m, "fold_pointwise", False) for m in SearchNetwork(1, 2, 8).modules())  # the supernet's
+    assert all(m.fold_pointwise for m in SCNASNetwork(1, 2, _every_op_genotype(), 8).modules()  # do not fold
+               if isinstance(m, SepDilConvOp))
     for p in op.parameters():
         p.data.uniform_(0.5, 1.5)
     x = torch.randn(2, 6, 9, 10, 11, dtype=torch.float64, requires_grad=True)
