@@ -8,11 +8,13 @@
 #   (a)     the demo's genotype (docs/demo_genotype.json, or TRANSFER_GENOTYPE=...) retrained at
 #           stem 24 until T (SCNAS_WALL_TIME), its learning rate decayed to zero over T
 #   (b)     the search on this fold (S seconds), then its genotype retrained as (a) until T - S
-# then all three predict the held-back cases (nnUNetv2_predict) and nnUNetv2_evaluate_folder scores
+#   (c)     the control: a uniform random genotype of (a)'s parameters and FLOPs (within 10 %,
+#           `nnunet_scnas random-genotype --match`, CONTROL_SEED), retrained as (a) until T
+# then all four predict the held-back cases (nnUNetv2_predict) and nnUNetv2_evaluate_folder scores
 # them. Finished stages are kept: a rerun continues. Run it alone: T is a wall time.
 # ABLATION=1 adds (a) at stem 16 (about 30 minutes more).
 #
-#   bash bench/hippocampus_equal_time.sh      # 70-90 minutes on 2 cores
+#   bash bench/hippocampus_equal_time.sh      # 100-120 minutes on 2 cores
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/_hippocampus.sh"  # REPO SHARED NTRAIN PY BIN, the data checked; step run prepare_hippocampus
@@ -56,8 +58,15 @@ S=$(seconds "$(fold nnUNetTrainerSCNASSearch_et nnUNetPlansSCNASBatch2)")
 step "search: $S s; its retrain gets $((T - S)) s"
 [ $((T - S)) -gt 0 ] || { echo "hippocampus_equal_time: the search alone took T ($S >= $T s): nothing left for (b)" >&2; exit 1; }
 train searched nnUNetTrainerSCNASRetrain_etSearched nnUNetPlansSCNASBatch2 SCNAS_WALL_TIME=$((T - S))
+CONTROL=$WORK/genotypes/control.json
+mkdir -p "$WORK/genotypes"
+[ -f "$CONTROL" ] || "$BIN/nnunet_scnas" random-genotype --seed "${CONTROL_SEED:-13000}" --match "$TRANSFER_GENOTYPE" \
+    --stem 24 --patch 40,56,40 --channels 1 --classes 3 -o "$CONTROL" > "$WORK/logs/control_genotype.txt"
+step "control: $(head -1 "$WORK/logs/control_genotype.txt")"
+train control nnUNetTrainerSCNASRetrain_etControl nnUNetPlansSCNASBatch2 SCNAS_GENOTYPE="$CONTROL" SCNAS_WALL_TIME=$T
 PAIRS="stock:nnUNetTrainer_et:nnUNetPlansBatch2 transfer:nnUNetTrainerSCNASRetrain_etTransfer:nnUNetPlansSCNASBatch2"
 PAIRS="$PAIRS searched:nnUNetTrainerSCNASRetrain_etSearched:nnUNetPlansSCNASBatch2"
+PAIRS="$PAIRS control:nnUNetTrainerSCNASRetrain_etControl:nnUNetPlansSCNASBatch2"
 if [ "${ABLATION:-0}" = 1 ]; then  # (a) at stem 16 as well: the schedule's gain without the width's
   train transfer16 nnUNetTrainerSCNASRetrain_etTransfer16 nnUNetPlansSCNASBatch2 SCNAS_GENOTYPE="$TRANSFER_GENOTYPE" SCNAS_WALL_TIME=$T
   PAIRS="$PAIRS transfer16:nnUNetTrainerSCNASRetrain_etTransfer16:nnUNetPlansSCNASBatch2"

@@ -15,7 +15,8 @@ network with channels-last weights and input, stock nnU-Net included.
 
 Genotypes span the op mix: all 3x3x3 conv, all separable dilated, pooling-heavy, the example
 genotype (docs/example_genotype.json, or --genotype FILE) and two uniform random ones. The last
-lines are a per-op profile (torch.profiler) of the default configuration and
+lines are a per-op profile (torch.profiler) of the default configuration, on the CPU the time
+its conv kernels take (no other kernel can bring the ratio below their share), and
 ``train_step scnas/stock time=X flops=Y`` for it (the example genotype at the first stem).
 """
 from __future__ import annotations
@@ -196,12 +197,21 @@ def main() -> None:
     if not a.no_profile:
         from torch.profiler import ProfilerActivity, profile
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+        conv_s = {}
         for key in (scnas_key, stock_key):
             with profile(activities=acts) as prof:
-                steps[key]()
-            print(f"\nprofile of one step: {key[0]}, stem {key[1]}")
+                for _ in range(PROFILED_STEPS):
+                    steps[key]()
+            print(f"\nprofile of {PROFILED_STEPS} steps (totals): {key[0]}, stem {key[1]}")
             sort = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
-            print(prof.key_averages().table(sort_by=sort, row_limit=12))
+            events = prof.key_averages()
+            print(events.table(sort_by=sort, row_limit=12))
+            conv_s[key] = sum(e.self_cpu_time_total for e in events if "conv" in e.key) / 1e6 / PROFILED_STEPS
+        if dev.type == "cpu":
+            stock_step = statistics.median(times[stock_key])
+            print(f"conv kernels per step (forward + backward, profiled): {scnas_key[0]} {conv_s[scnas_key]:.3f} s, "
+                  f"{stock_key[0]} {conv_s[stock_key]:.3f} s; the SCNAS convs alone take "
+                  f"{conv_s[scnas_key] / stock_step:.2f}x stock's whole step (with these conv kernels, a floor for the time ratio)")
     for suffix in ("", " CL", " compiled", " CL compiled"):  # like against like, where timed
         pair = ((scnas_key[0] + suffix, stem0), (stock_key[0] + suffix, stem0))
         if suffix and all(k in times for k in pair):
@@ -210,6 +220,10 @@ def main() -> None:
     t = statistics.median(times[scnas_key]) / statistics.median(times[stock_key])
     f = flops_of[scnas_key] / flops_of[stock_key]
     print(f"train_step scnas/stock time={t:.2f} flops={f:.2f}")
+
+
+#: steps per profile: one step's kernel times vary by 10 % on a shared machine
+PROFILED_STEPS = 3
 
 
 def _eval(net: nn.Module) -> nn.Module:

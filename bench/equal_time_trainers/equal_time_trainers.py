@@ -48,6 +48,11 @@ class nnUNetTrainerSCNASRetrain_etSearched(nnUNetTrainerSCNASRetrain_etTransfer)
     search_trainer_name = "nnUNetTrainerSCNASSearch_et"
 
 
+class nnUNetTrainerSCNASRetrain_etControl(nnUNetTrainerSCNASRetrain_etTransfer):
+    """(c) The control: a uniform random genotype of the transferred genotype's parameters and
+    FLOPs ($SCNAS_GENOTYPE, drawn by the script), retrained as (a), until $SCNAS_WALL_TIME = T."""
+
+
 class nnUNetTrainerSCNASRetrain_etTransfer16(nnUNetTrainerSCNASRetrain_etTransfer):
     """Ablation (``ABLATION=1``): (a) at stem 16, the width of the 2026-11-28 run, with the rate
     annealed over T: separates the schedule's gain from the width's."""
