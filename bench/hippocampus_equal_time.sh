@@ -9,7 +9,8 @@
 #           stem 24 until T (SCNAS_WALL_TIME), its learning rate decayed to zero over T
 #   (b)     the search on this fold (S seconds), then its genotype retrained as (a) until T - S
 #   (c)     the control: a uniform random genotype of (a)'s parameters and FLOPs (within 10 %,
-#           `nnunet_scnas random-genotype --match`, CONTROL_SEED), retrained as (a) until T
+#           `nnunet_scnas random-genotype --match`), retrained as (a) until T; N_CONTROL=2 or 3
+#           draws more controls (30 minutes each)
 # then all four predict the held-back cases (nnUNetv2_predict) and nnUNetv2_evaluate_folder scores
 # them. Finished stages are kept: a rerun continues. Run it alone: T is a wall time.
 # ABLATION=1 adds (a) at stem 16 (about 30 minutes more).
@@ -58,15 +59,19 @@ S=$(seconds "$(fold nnUNetTrainerSCNASSearch_et nnUNetPlansSCNASBatch2)")
 step "search: $S s; its retrain gets $((T - S)) s"
 [ $((T - S)) -gt 0 ] || { echo "hippocampus_equal_time: the search alone took T ($S >= $T s): nothing left for (b)" >&2; exit 1; }
 train searched nnUNetTrainerSCNASRetrain_etSearched nnUNetPlansSCNASBatch2 SCNAS_WALL_TIME=$((T - S))
-CONTROL=$WORK/genotypes/control.json
-mkdir -p "$WORK/genotypes"
-[ -f "$CONTROL" ] || "$BIN/nnunet_scnas" random-genotype --seed "${CONTROL_SEED:-13000}" --match "$TRANSFER_GENOTYPE" \
-    --stem 24 --patch 40,56,40 --channels 1 --classes 3 -o "$CONTROL" > "$WORK/logs/control_genotype.txt"
-step "control: $(head -1 "$WORK/logs/control_genotype.txt")"
-train control nnUNetTrainerSCNASRetrain_etControl nnUNetPlansSCNASBatch2 SCNAS_GENOTYPE="$CONTROL" SCNAS_WALL_TIME=$T
 PAIRS="stock:nnUNetTrainer_et:nnUNetPlansBatch2 transfer:nnUNetTrainerSCNASRetrain_etTransfer:nnUNetPlansSCNASBatch2"
 PAIRS="$PAIRS searched:nnUNetTrainerSCNASRetrain_etSearched:nnUNetPlansSCNASBatch2"
-PAIRS="$PAIRS control:nnUNetTrainerSCNASRetrain_etControl:nnUNetPlansSCNASBatch2"
+mkdir -p "$WORK/genotypes"
+for k in $(seq 1 "${N_CONTROL:-1}"); do  # (c): control, control2, ... (seeds 13000, 14000, ...)
+  label=control; [ "$k" = 1 ] || label=control$k
+  g=$WORK/genotypes/$label.json
+  [ -f "$g" ] || "$BIN/nnunet_scnas" random-genotype --seed $((12000 + 1000 * k)) --match "$TRANSFER_GENOTYPE" \
+      --stem 24 --patch 40,56,40 --channels 1 --classes 3 -o "$g" > "$WORK/logs/${label}_genotype.txt"
+  step "$label: $(head -1 "$WORK/logs/${label}_genotype.txt")"
+  tr=nnUNetTrainerSCNASRetrain_et${label^}
+  train "$label" "$tr" nnUNetPlansSCNASBatch2 SCNAS_GENOTYPE="$g" SCNAS_WALL_TIME=$T
+  PAIRS="$PAIRS $label:$tr:nnUNetPlansSCNASBatch2"
+done
 if [ "${ABLATION:-0}" = 1 ]; then  # (a) at stem 16 as well: the schedule's gain without the width's
   train transfer16 nnUNetTrainerSCNASRetrain_etTransfer16 nnUNetPlansSCNASBatch2 SCNAS_GENOTYPE="$TRANSFER_GENOTYPE" SCNAS_WALL_TIME=$T
   PAIRS="$PAIRS transfer16:nnUNetTrainerSCNASRetrain_etTransfer16:nnUNetPlansSCNASBatch2"
@@ -90,6 +95,7 @@ res, pre = os.environ["nnUNet_results"], os.environ["nnUNet_preprocessed"]
 print(f"machine: {os.cpu_count()} cores; {open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}")
 print("| | held-back Dice 1 | Dice 2 | mean | fold-0 val. mean | iterations | training s | GFLOPs/patch | parameters | predict 40 cases, s |")
 print("|---|---|---|---|---|---|---|---|---|---|")
+means = {}
 for pair in pairs:
     label, tr, pl = pair.split(":")
     fold = f"{res}/{name}/{tr}__{pl}__3d_fullres/fold_0"
@@ -108,4 +114,8 @@ for pair in pairs:
     print(f"| {label} | {held['mean']['1']['Dice']:.4f} | {held['mean']['2']['Dice']:.4f} | {held['foreground_mean']['Dice']:.4f} "
           f"| {val['foreground_mean']['Dice']:.4f} | {len(log['epoch_end_timestamps']) * 20} | {secs:.0f}{note} "
           f"| {count_flops(net, [1, 1, *cfg['patch_size']]) / 1e9:.2f} | {count_parameters(net)} | {pred_s} |")
+    means[label] = held["foreground_mean"]["Dice"]
+controls = [v for k, v in means.items() if k.startswith("control")]
+print(f"\nheld-back mean Dice: stock {means['stock']:.4f}, (a) transferred {means['transfer']:.4f}, (b) searched "
+      f"{means['searched']:.4f}, (c) random controls of (a)'s cost {', '.join(f'{v:.4f}' for v in controls)}")
 PY

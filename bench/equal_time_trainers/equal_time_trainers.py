@@ -53,6 +53,14 @@ class nnUNetTrainerSCNASRetrain_etControl(nnUNetTrainerSCNASRetrain_etTransfer):
     FLOPs ($SCNAS_GENOTYPE, drawn by the script), retrained as (a), until $SCNAS_WALL_TIME = T."""
 
 
+class nnUNetTrainerSCNASRetrain_etControl2(nnUNetTrainerSCNASRetrain_etControl):
+    """(c) The second control (``N_CONTROL=2``): another draw."""
+
+
+class nnUNetTrainerSCNASRetrain_etControl3(nnUNetTrainerSCNASRetrain_etControl):
+    """(c) The third control (``N_CONTROL=3``): another draw."""
+
+
 class nnUNetTrainerSCNASRetrain_etTransfer16(nnUNetTrainerSCNASRetrain_etTransfer):
     """Ablation (``ABLATION=1``): (a) at stem 16, the width of the 2026-11-28 run, with the rate
     annealed over T: separates the schedule's gain from the width's."""
