@@ -17,6 +17,7 @@
 #
 #   bash bench/hippocampus_equal_time.sh      # 100-120 minutes on 2 cores
 set -euo pipefail
+case "${N_CONTROL:-1}" in 1|2|3) ;; *) echo "hippocampus_equal_time: N_CONTROL must be 1, 2 or 3 (one trainer each in equal_time_trainers), got $N_CONTROL" >&2; exit 2;; esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/_hippocampus.sh"  # REPO SHARED NTRAIN PY BIN, the data checked; step run prepare_hippocampus
 WORK=${WORK:-$PWD/hippocampus_equal_time}

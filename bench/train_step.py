@@ -32,6 +32,8 @@ import torch
 from torch import nn
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: steps per profile: one step's kernel times vary by 10 % on a shared machine
+PROFILED_STEPS = 3
 
 
 def stock_unet(in_ch: int, classes: int, base: int, patch=(40, 56, 40)) -> nn.Module:
@@ -220,10 +222,6 @@ def main() -> None:
     t = statistics.median(times[scnas_key]) / statistics.median(times[stock_key])
     f = flops_of[scnas_key] / flops_of[stock_key]
     print(f"train_step scnas/stock time={t:.2f} flops={f:.2f}")
-
-
-#: steps per profile: one step's kernel times vary by 10 % on a shared machine
-PROFILED_STEPS = 3
 
 
 def _eval(net: nn.Module) -> nn.Module:
