@@ -176,7 +176,7 @@ def main() -> None:
     for name, stem, net, flops in variants:
         params = list(net.parameters())
         opt = (torch.optim.SGD(params, 1e-2, momentum=0.99, nesterov=True, weight_decay=3e-5)
-               if name.startswith("stock") else torch.optim.Adam(params, 3e-3))
+               if name.startswith("stock") else torch.optim.Adam(params, 3e-3, foreach=True))  # as the trainers
         xx = x.contiguous(memory_format=torch.channels_last_3d) if name.endswith(("CL", "CL compiled")) else x
         steps[(name, stem)] = make_step(net, opt, nnunet_loss(3), xx, ys, a.amp)
         t0 = time.perf_counter()

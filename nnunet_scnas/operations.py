@@ -15,7 +15,7 @@ from torch import nn
 
 from .cpu_inference import (avg_pool3x3x3, conv3d, dilated_depthwise_conv3x3x3, max_pool3x3x3,
                             use_cpu_inference_kernels)
-from .cpu_training import avg_pool3x3x3_train
+from .cpu_training import avg_pool3x3x3_train, conv3x3x3_train
 
 #: The eight candidate ops, in the order of the columns of every alpha table.
 OPS: tuple[str, ...] = (
@@ -192,12 +192,13 @@ class SepDilConvOp(PreActivatedOp):
         """In CPU training, where a narrow depthwise conv runs as a dense one anyway, the pointwise
         conv of a derived network is folded into it: one dense conv with weight
         ``pointwise[o, i] * depthwise[i]``, the same sums in another order, one conv call and one
-        pass over the node fewer (docs/BENCHMARKS.md, section 7)."""
+        pass over the node fewer; at dilation 2 and 3 its weight gradient is a swapped forward conv
+        (``cpu_training.conv3x3x3_train``; docs/BENCHMARKS.md, section 7)."""
         _, depthwise, pointwise, norm = self
         if not (self.fold_pointwise and cpu_training(x_activated) and depthwise._runs_dense(x_activated)):
             return super().after_activation(x_activated, scale)
         weight = (pointwise.weight * depthwise.weight.transpose(0, 1)).contiguous(memory_format=torch.channels_last_3d)
-        return norm(F.conv3d(x_activated, weight, None, depthwise.stride, depthwise.padding, depthwise.dilation), scale)
+        return norm(conv3x3x3_train(x_activated, weight, depthwise.stride[0], depthwise.dilation[0]), scale)
 
 
 class Identity(nn.Module):

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from nnunet_scnas import Genotype, SCNASNetwork
 from nnunet_scnas.cpu_inference import avg_pool3x3x3, dilated_depthwise_conv3x3x3, max_pool3x3x3
-from nnunet_scnas.cpu_training import avg_pool3x3x3_train
+from nnunet_scnas.cpu_training import avg_pool3x3x3_train, conv3x3x3_train
 from nnunet_scnas.operations import make_op
 
 SIZES = [(8, 8, 8), (5, 7, 9), (3, 4, 3), (6, 12, 4)]  # the coarsest level holds at least 3
@@ -96,3 +96,21 @@ def test_cpu_training_runs_the_separable_avg_pool(monkeypatch):
     monkeypatch.setattr(operations, "FAST_CPU_TRAINING", False)
     make_op("avg_pool_3x3x3", 4, 2)(torch.randn(1, 4, 8, 8, 8, requires_grad=True)).sum().backward()
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("stride, dilation", [(1, 2), (2, 2), (1, 3), (2, 3)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_cpu_training_dilated_conv_has_pytorchs_value_and_gradients(stride, dilation, layout):
+    """The swapped forward conv that gives the weight gradient at dilation 2 and 3 (``conv3x3x3_train``)
+    is the gradient of PyTorch's conv, at both strides and in both layouts (float64, odd sizes)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 9, 10, 11, dtype=torch.float64).contiguous(memory_format=layout)
+    w = torch.randn(3, 5, 3, 3, 3, dtype=torch.float64).contiguous(memory_format=layout)
+    results = []
+    for conv in (conv3x3x3_train, lambda x, w, s, d: F.conv3d(x, w, None, s, d, d)):
+        xi, wi = x.clone().requires_grad_(), w.clone().requires_grad_()
+        y = conv(xi, wi, stride, dilation)
+        y.backward(torch.cos(torch.arange(y.numel(), dtype=y.dtype)).view_as(y))
+        results.append((y.detach(), xi.grad, wi.grad))
+    for ours, ref in zip(*results):
+        torch.testing.assert_close(ours, ref)
