@@ -15,7 +15,7 @@ oneDNN computes the weight gradient of a dilated conv on the CPU through im2col 
 the time of its undilated one. The same gradient is a forward conv with the roles swapped (batch
 as channels, the output gradient as the kernel, the dilation as the stride; its output is the
 3x3x3 kernel), which oneDNN runs directly: with the input gradient from its own kernel, backward
-took 0.5-0.98x the time at dilation 2 and 3, over 2-48 channels (docs/BENCHMARKS.md, section 7).
+took 0.48-0.98x the time at dilation 2 and 3, over 2-48 channels (docs/BENCHMARKS.md, section 7).
 At dilation 1 and 4 (a stride-4 swapped conv) oneDNN's own backward was as fast or faster.
 """
 from __future__ import annotations
@@ -82,13 +82,14 @@ class _DilatedConv3x3x3(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             # w_grad[o, i, t] = sum over batch and voxels p of grad[n, o, p] * x[n, i, s * p + d * t - d]
             swapped = F.conv3d(x.transpose(0, 1), grad.transpose(0, 1), None, d, d, s)
-            grad_w = swapped[:, :, :3, :3, :3].transpose(0, 1)  # stride 2 at dilation 1 would give a 4th tap
+            grad_w = swapped[:, :, :3, :3, :3].transpose(0, 1)  # 3 taps exactly while stride <= dilation
         return grad_x, grad_w, None, None
 
 
 def conv3x3x3_train(x: torch.Tensor, weight: torch.Tensor, stride: int, dilation: int) -> torch.Tensor:
     """``F.conv3d(x, weight, None, stride, dilation, dilation)`` (padding = dilation, dense 3x3x3), its
-    weight gradient a swapped forward conv at ``SWAPPED_WEIGHT_GRADIENT_DILATIONS``."""
-    if dilation not in SWAPPED_WEIGHT_GRADIENT_DILATIONS:
+    weight gradient a swapped forward conv at ``SWAPPED_WEIGHT_GRADIENT_DILATIONS`` (not under CPU
+    autocast, whose conv output would not match the saved float32 tensors in backward)."""
+    if dilation not in SWAPPED_WEIGHT_GRADIENT_DILATIONS or torch.is_autocast_enabled("cpu"):
         return F.conv3d(x, weight, None, stride, dilation, dilation)
     return _DilatedConv3x3x3.apply(x, weight, stride, dilation)

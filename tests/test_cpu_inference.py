@@ -102,7 +102,7 @@ def test_cpu_training_runs_the_separable_avg_pool(monkeypatch):
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
 def test_cpu_training_dilated_conv_has_pytorchs_value_and_gradients(stride, dilation, layout):
     """The swapped forward conv that gives the weight gradient at dilation 2 and 3 (``conv3x3x3_train``)
-    is the gradient of PyTorch's conv, at both strides and in both layouts (float64, odd sizes)."""
+    is the gradient of PyTorch's conv, at both strides and in both layouts (float64, odd and even sizes)."""
     torch.manual_seed(0)
     x = torch.randn(2, 5, 9, 10, 11, dtype=torch.float64).contiguous(memory_format=layout)
     w = torch.randn(3, 5, 3, 3, 3, dtype=torch.float64).contiguous(memory_format=layout)
@@ -114,3 +114,12 @@ def test_cpu_training_dilated_conv_has_pytorchs_value_and_gradients(stride, dila
         results.append((y.detach(), xi.grad, wi.grad))
     for ours, ref in zip(*results):
         torch.testing.assert_close(ours, ref)
+
+
+def test_cpu_training_dilated_conv_under_cpu_autocast_runs_pytorchs_backward():
+    x = torch.randn(1, 4, 8, 8, 8, requires_grad=True)
+    w = torch.randn(4, 4, 3, 3, 3, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv3x3x3_train(x, w, 1, 2)
+    y.float().sum().backward()  # the swapped conv would mix bfloat16 and the saved float32 tensors
+    assert y.dtype == torch.bfloat16 and x.grad.shape == x.shape and w.grad.shape == w.shape

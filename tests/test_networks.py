@@ -276,13 +276,16 @@ def test_cpu_training_folds_the_pointwise_conv_into_the_dense_depthwise_one(monk
     x = torch.randn(2, 6, 9, 10, 11, dtype=torch.float64, requires_grad=True)
     scale = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
     params = [x, scale, *op.parameters()]
-    results, convs = [], []
+    results, convs, swapped = [], [], []
     op[2].register_forward_hook(lambda *_: convs.append(1))  # the pointwise conv
+    conv_train = operations.conv3x3x3_train
+    monkeypatch.setattr(operations, "conv3x3x3_train", lambda *a: swapped.append(a[3]) or conv_train(*a))
     for fast in (False, True):
         monkeypatch.setattr(operations, "FAST_CPU_TRAINING", fast)
         y = op.after_activation(x, scale)
         results.append((y.detach(), *torch.autograd.grad((y * torch.cos(y)).sum(), params)))
     assert len(convs) == 1  # run only without the fold
+    assert swapped == [dilation]  # the folded conv, with its swapped weight gradient (cpu_training)
     for ref, got in zip(*results):
         torch.testing.assert_close(got, ref)
 
