@@ -14,9 +14,10 @@ routed back axis by axis, which was 1.5-4x slower above 6 channels.
 oneDNN computes the weight gradient of a dilated conv on the CPU through im2col and a GEMM, 1.5-3x
 the time of its undilated one. The same gradient is a forward conv with the roles swapped (batch
 as channels, the output gradient as the kernel, the dilation as the stride; its output is the
-3x3x3 kernel), which oneDNN runs directly: with the input gradient from its own kernel, backward
-took 0.48-0.98x the time at dilation 2 and 3, over 2-48 channels (docs/BENCHMARKS.md, section 7).
-At dilation 1 and 4 (a stride-4 swapped conv) oneDNN's own backward was as fast or faster.
+3x3x3 kernel), which oneDNN runs directly: with the input gradient from its own kernel, the
+backward kernels took 0.48-0.98x the time at dilation 2 and 3 over 2-48 channels, the backward
+through autograd 0.70-1.12x (``bench/conv_backward.py``; docs/BENCHMARKS.md, section 7). At
+dilation 1 and 4 (a stride-4 swapped conv) oneDNN's own backward was faster.
 """
 from __future__ import annotations
 
